@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_WORKDIR ?= workdirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast lint parity bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) main.py --config=configs/rca.py:demo --workdir=$(DEMO_WORKDIR)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+parity: venv
+	$(PY) -m pip install -q -r requirements-parity.txt
+	$(PY) -m pytest tests/models/test_torchvision_parity.py
+
+bench: venv
+	$(PY) bench/train_step.py --model=resnet50
+	$(PY) bench/attribution.py --model=resnet50
+	$(PY) bench/input_pipeline.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
