@@ -2,15 +2,22 @@
 
 Per-model files (`resnet50.py`, `densenet121.py`, `rca.py`, `attention92.py`) start from
 `get_config()` here and change the model. Every knob a researcher turns lives in this file.
+
+Config strings (``configs/rca.py:cropped,demo``) are parsed by :func:`apply_config_string`:
+``full`` (default), ``cropped`` or ``masked`` pick the SIPaKMeD variant; ``demo`` trains on the
+synthetic SIPaKMeD generated into the workdir, at a reduced resolution, for a few epochs.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
+VARIANTS = ("full", "cropped", "masked")
+MODIFIERS = ("demo",)
 
-def get_config() -> ml_collections.ConfigDict:
-    """Returns the default (paper) configuration."""
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the default (paper) configuration, modified by the config string ``arg``."""
     config = ml_collections.ConfigDict()
     config.seed = 0
 
@@ -18,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "resnet50"
     config.model.dropout_rate = 0.5
     config.model.dtype = "float32"  # compute dtype; parameters stay float32
+    # Architecture options passed to cervix_jax.models.create_model (model files add fields,
+    # e.g. rca.py's ca_placement); empty for the plain models.
+    config.model.options = ml_collections.ConfigDict()
 
     config.data = ml_collections.ConfigDict()
     config.data.variant = "full"  # full | cropped | masked
@@ -42,17 +52,53 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 50
 
     config.optim = ml_collections.ConfigDict()
-    config.optim.name = "adam"
+    config.optim.name = "adam"  # adam (paper) | adamw | sgd
     config.optim.lr = 1e-3
     config.optim.schedule = "constant"  # constant | cosine
     config.optim.warmup_epochs = 0.0
-    config.optim.weight_decay = 0.0
+    config.optim.weight_decay = 0.0  # adam/sgd: L2 term; adamw: decoupled
+    config.optim.momentum = 0.9  # sgd only
     config.optim.grad_clip_norm = 0.0  # 0 = off
     config.label_smoothing = 0.0
-    config.class_balanced_loss = False
+    config.class_balanced_loss = False  # weight the loss by N / (K * n_class)
 
     config.init_from = ""  # converted torchvision checkpoint dir, or another run's workdir
     config.log_every_steps = 10
     config.checkpoint_keep_latest = 1
     config.checkpoint_keep_best = 1
+    return apply_config_string(config, arg)
+
+
+def apply_config_string(
+    config: ml_collections.ConfigDict, arg: str | None
+) -> ml_collections.ConfigDict:
+    """Applies ``'variant[,demo]'`` (comma-separated, any order) to ``config``."""
+    tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+    unknown = [t for t in tokens if t not in VARIANTS + MODIFIERS]
+    if unknown:
+        raise ValueError(
+            f"unknown config string item(s) {unknown}: expected one of {VARIANTS} and "
+            f"optionally {MODIFIERS}, e.g. configs/rca.py:cropped,demo"
+        )
+    variants = [t for t in tokens if t in VARIANTS]
+    if len(variants) > 1:
+        raise ValueError(f"config string names several variants {variants}; pick one.")
+    if variants:
+        config.data.variant = variants[0]
+    if "demo" in tokens:
+        _demo(config)
     return config
+
+
+def _demo(config: ml_collections.ConfigDict) -> None:
+    """Synthetic SIPaKMeD in the workdir, small images, few epochs: minutes on 2 CPU cores."""
+    config.data.synthetic = True
+    config.data.synthetic_images_per_class = 60
+    config.data.image_size = 64
+    config.data.augment.rotation_degrees = 15.0
+    config.batch_size = 16
+    config.eval_batch_size = 32
+    config.num_epochs = 8
+    config.optim.warmup_epochs = 1.0
+    config.optim.schedule = "cosine"
+    config.log_every_steps = 5

@@ -1,1 +1,49 @@
-"""Placeholder; filled in by its issue."""
+"""Training and evaluation: mesh, jitted step, Orbax checkpoints, metrics, reports.
+
+Public surface (contract in docs/design.md):
+
+- ``train_and_evaluate(config, workdir) -> dict``: trains (resuming from ``WORKDIR/checkpoints``
+  if present), then evaluates the best-validation checkpoint on the test split; returns the
+  content of ``report.json``.
+- ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir.
+- ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``.
+- ``TrainingError``: a run cannot go on; its message says why and what to do.
+"""
+
+from __future__ import annotations
+
+from cervix_jax.train.loop import (
+    TrainingError,
+    evaluate,
+    load_config_json,
+    restore_inference_variables,
+    train_and_evaluate,
+)
+from cervix_jax.train.metrics import classification_metrics
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is a complete explanation for the user (main.py prints
+    them without a traceback): ours and the data wing's missing-dataset error."""
+    errors: list[type[BaseException]] = [TrainingError]
+    try:
+        from cervix_jax import data
+
+        for name in ("DatasetNotFoundError", "DataError", "ManualDownloadError"):
+            err = getattr(data, name, None)
+            if isinstance(err, type) and issubclass(err, BaseException):
+                errors.append(err)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+__all__ = [
+    "TrainingError",
+    "classification_metrics",
+    "evaluate",
+    "load_config_json",
+    "restore_inference_variables",
+    "train_and_evaluate",
+    "user_errors",
+]
