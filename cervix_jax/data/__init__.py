@@ -1,1 +1,65 @@
-"""Placeholder; filled in by its issue."""
+"""cervix_jax.data: SIPaKMeD as a TFDS dataset, a synthetic replica, splits and the pipeline.
+
+Importing this package registers the TFDS builder ``sipakmed`` (configs ``full``, ``cropped``,
+``masked``), so that, with no TensorFlow installed::
+
+    tfds.builder('sipakmed/full', data_dir=D).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=RAW))
+    tfds.data_source('sipakmed/full', data_dir=D)
+
+Public API:
+  CLASS_NAMES                          label order of the five classes
+  write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, zipped)
+  load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
+  open_source(variant, data_dir), read_metadata(source)
+  kfold_splits(labels, groups, num_folds, seed) -> list of K index arrays
+  split_indices(labels, groups, *, scheme, fold, num_folds, seed) -> {'train','val','test'}
+  train_iterator(source, indices, *, image_size, global_batch_size, seed, ...)  (grain,
+      checkpointable with get_state/set_state), eval_iterator(...), num_eval_batches,
+      steps_per_epoch
+  resize_and_crop(image, size)         the host-side geometry, for tools
+  normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
+  parse_dat, rasterize                 SIPaKMeD contour files and masks
+"""
+
+from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
+from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
+from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
+from cervix_jax.data.pipeline import (
+    SipakmedMetadata,
+    eval_iterator,
+    load_sipakmed,
+    num_eval_batches,
+    open_source,
+    read_metadata,
+    resize_and_crop,
+    steps_per_epoch,
+    train_iterator,
+)
+from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
+from cervix_jax.data.splits import kfold_splits, paper_split, split_indices
+from cervix_jax.data.synthetic import write_synthetic_sipakmed
+
+__all__ = [
+    "CLASS_NAMES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AnnotationError",
+    "SipakmedMetadata",
+    "augment",
+    "eval_iterator",
+    "kfold_splits",
+    "load_sipakmed",
+    "normalize",
+    "num_eval_batches",
+    "open_source",
+    "paper_split",
+    "parse_dat",
+    "rasterize",
+    "read_metadata",
+    "resize_and_crop",
+    "split_indices",
+    "steps_per_epoch",
+    "train_iterator",
+    "write_synthetic_sipakmed",
+]

@@ -1,0 +1,388 @@
+"""Input pipeline: grain over the TFDS ArrayRecord data source, no TensorFlow.
+
+The host decodes the stored PNG, resizes the shorter side to ``image_size`` and centre-crops
+(deterministic, cheap); augmentation and normalisation happen on device (`augment.py`).
+
+Batches are dicts of numpy arrays (per process: ``global_batch_size // process_count`` rows):
+  image [B, S, S, 3] uint8, label [B] int32, mask [B] bool (False on padding), index [B] int32
+  (record index in the data source), image_id [B] str (host only), and with ``with_masks=True``
+  cell_mask, nucleus_mask [B, S, S] uint8 in {0, 1}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from cervix_jax.data import sipakmed  # noqa: F401  (registers the builder)
+from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
+
+_ENCODED_FIELDS = ("image", "cell_mask", "nucleus_mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class SipakmedMetadata:
+    """What the split functions and reports need, one entry per record of the data source.
+
+    Attributes:
+      labels: [N] int32 class index (order of `CLASS_NAMES`).
+      groups: [N] str, '<class>/<full-image stem>' (crops of one field of view share it).
+      image_ids: [N] str.
+      class_names: label names.
+      variant: 'full' | 'cropped' | 'masked'.
+      data_dir: TFDS data directory holding the prepared dataset.
+    """
+
+    labels: np.ndarray
+    groups: np.ndarray
+    image_ids: np.ndarray
+    class_names: tuple[str, ...]
+    variant: str
+    data_dir: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _field(config: Any, name: str, default=None):
+    return (
+        getattr(config, name, default)
+        if not isinstance(config, dict)
+        else config.get(name, default)
+    )
+
+
+def open_source(variant: str, data_dir: str | None = None):
+    """The prepared ``sipakmed/<variant>`` train split as a random-access source.
+
+    Image and mask fields are left as encoded PNG bytes (the pipeline decodes them).
+    """
+    return tfds.data_source(
+        f"sipakmed/{variant}",
+        split="train",
+        data_dir=data_dir or None,
+        decoders={name: tfds.decode.SkipDecoding() for name in _ENCODED_FIELDS},
+    )
+
+
+def read_metadata(source, variant: str = "", data_dir: str = "") -> SipakmedMetadata:
+    """Reads labels, groups and ids of every record (one pass; images are not decoded)."""
+    n = len(source)
+    records = source.__getitems__(list(range(n))) if n else []
+    as_str = lambda v: v.decode() if isinstance(v, bytes) else str(v)
+    return SipakmedMetadata(
+        labels=np.asarray([r["label"] for r in records], np.int32),
+        groups=np.asarray([as_str(r["group_id"]) for r in records], dtype=str),
+        image_ids=np.asarray([as_str(r["image_id"]) for r in records], dtype=str),
+        class_names=CLASS_NAMES,
+        variant=variant,
+        data_dir=data_dir,
+    )
+
+
+def _manual_dir_error(manual_dir: str) -> ValueError:
+    from cervix_jax.data.sipakmed.sipakmed_dataset_builder import Builder
+
+    return ValueError(
+        f"config.data.manual_dir={manual_dir!r} does not exist or is empty, and the SIPaKMeD "
+        "dataset has not been prepared yet.\n"
+        + Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+        + "Then pass --config.data.manual_dir=/path/to/that/folder, or train on the synthetic "
+        "replica with --config.data.synthetic=True."
+    )
+
+
+def load_sipakmed(data_config: Any):
+    """Prepares ``sipakmed/<variant>`` if needed and opens it.
+
+    Args:
+      data_config: ``config.data`` (fields ``variant``, ``manual_dir``, ``tfds_data_dir``,
+        ``synthetic``, ``synthetic_images_per_class``, ``synthetic_seed``).
+        With ``synthetic=True`` the synthetic replica is written into ``manual_dir`` (default
+        ``<data dir>/raw``) unless already there, and prepared in its own data dir
+        ``<tfds_data_dir>/sipakmed_synthetic_n<N>_s<seed>``.
+
+    Returns:
+      (source, metadata): the random-access source (see `open_source`) and `SipakmedMetadata`.
+
+    Raises:
+      ValueError: when the dataset is not prepared and ``manual_dir`` is missing or empty; the
+        message holds the download instructions and the option to set.
+    """
+    from cervix_jax.data import synthetic as synthetic_lib
+
+    variant = _field(data_config, "variant", "full")
+    data_dir = os.path.expanduser(_field(data_config, "tfds_data_dir", "") or "") or None
+    manual_dir = os.path.expanduser(_field(data_config, "manual_dir", "") or "")
+    if _field(data_config, "synthetic", False):
+        # The synthetic replica gets its own data dir per (size, seed), so that it never
+        # shadows (or is shadowed by) a prepared real SIPaKMeD or another replica.
+        images_per_class = int(_field(data_config, "synthetic_images_per_class", 40))
+        seed = int(_field(data_config, "synthetic_seed", 0))
+        root = data_dir or os.fspath(tfds.core.constants.DATA_DIR)
+        data_dir = os.path.join(root, f"sipakmed_synthetic_n{images_per_class}_s{seed}")
+        manual_dir = manual_dir or os.path.join(data_dir, "raw")
+        if not os.path.exists(os.path.join(manual_dir, synthetic_lib.MARKER_FILE)):
+            synthetic_lib.write_synthetic_sipakmed(manual_dir, images_per_class, seed)
+    builder = tfds.builder(f"sipakmed/{variant}", data_dir=data_dir)
+    if not builder.is_prepared():
+        if not manual_dir or not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+            raise _manual_dir_error(manual_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        )
+    resolved_dir = os.fspath(builder._data_dir_root)
+    source = open_source(variant, resolved_dir)
+    return source, read_metadata(source, variant, resolved_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side transforms (picklable: grain workers receive them by pickling).
+
+
+class _IndexedView:
+    """Random access to chosen records of ``source``; padding entries (-1) give None."""
+
+    def __init__(self, source, indices: np.ndarray):
+        self._source = source
+        self._indices = np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i):
+        index = int(self._indices[i])
+        return (index, None if index < 0 else self._source[index])
+
+    def __repr__(self) -> str:
+        return f"_IndexedView({self._source!r}, {len(self)} records)"
+
+
+def _decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def _square_box(width: int, height: int) -> tuple[float, float, float, float]:
+    side = min(width, height)
+    left, top = (width - side) / 2.0, (height - side) / 2.0
+    return (left, top, left + side, top + side)
+
+
+def resize_and_crop(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Resizes the shorter side to ``size`` and centre-crops to ``size`` x ``size``.
+
+    Args:
+      image: [H, W] or [H, W, C] uint8.
+      size: output side S.
+      nearest: nearest-neighbour (for masks) instead of antialiased bilinear.
+
+    Returns:
+      [S, S] or [S, S, C] uint8.
+    """
+    squeeze = image.ndim == 3 and image.shape[-1] == 1
+    pil = Image.fromarray(image[..., 0] if squeeze else image)
+    out = np.asarray(_resize_pil(pil, size, nearest))
+    return out[..., None] if squeeze else out
+
+
+def _resize_pil(image: Image.Image, size: int, nearest: bool) -> Image.Image:
+    # One resample from the centre square of the source: equal to resize-then-crop up to
+    # sub-pixel alignment, and never materialises the larger intermediate image.
+    box = _square_box(*image.size)
+    return image.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR, box=box)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DecodeCrop(grain.transforms.Map):
+    image_size: int
+    with_masks: bool
+
+    def map(self, element):
+        index, record = element
+        size = self.image_size
+        if record is None:  # padding of the last evaluation batch
+            out = {
+                "image": np.zeros((size, size, 3), np.uint8),
+                "label": np.int32(0),
+                "mask": np.bool_(False),
+                "index": np.int32(-1),
+                "image_id": np.asarray(""),
+            }
+            if self.with_masks:
+                out["cell_mask"] = np.zeros((size, size), np.uint8)
+                out["nucleus_mask"] = np.zeros((size, size), np.uint8)
+            return out
+        image = _decode_png(record["image"]).convert("RGB")
+        image_id = record["image_id"]
+        out = {
+            "image": np.asarray(_resize_pil(image, size, nearest=False), np.uint8),
+            "label": np.int32(record["label"]),
+            "mask": np.bool_(True),
+            "index": np.int32(index),
+            "image_id": np.asarray(image_id.decode() if isinstance(image_id, bytes) else image_id),
+        }
+        if self.with_masks:
+            for name in ("cell_mask", "nucleus_mask"):
+                mask = _decode_png(record[name])
+                out[name] = np.asarray(_resize_pil(mask, size, nearest=True), np.uint8)
+        return out
+
+
+def _batch_fn(examples: Sequence[dict]) -> dict:
+    # np.stack handles the str leaves (numpy '<U' arrays) as well as the numeric ones.
+    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def _ensure_flags_parsed() -> None:
+    # grain's worker processes read absl flags; outside an absl app (tests, notebooks, bench)
+    # nothing has parsed them, and grain would raise UnparsedFlagAccessError. Defaults are fine.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _process_layout(global_batch_size, process_index, process_count):
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by the number of processes "
+            f"{process_count}; choose a batch size that is a multiple of it."
+        )
+    return process_index, process_count, global_batch_size // process_count
+
+
+def train_iterator(
+    source,
+    indices: np.ndarray,
+    *,
+    image_size: int,
+    global_batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    prefetch_buffer_size: int = 2,
+    with_masks: bool = False,
+    num_epochs: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.DataLoaderIterator:
+    """Shuffled, repeating training batches over ``indices`` (record indices of ``source``).
+
+    Each epoch is a fresh permutation derived from ``seed``; every process reads its own shard
+    (``jax.process_index()`` of ``jax.process_count()`` unless given) and yields
+    ``global_batch_size // process_count`` examples per batch; incomplete batches are dropped.
+    The returned grain iterator is checkpointable: ``get_state()`` / ``set_state(state)``.
+
+    Args:
+      source: from `open_source` / `load_sipakmed`.
+      indices: [N] int record indices of the training split.
+      image_size: S.
+      global_batch_size: batch over all processes.
+      seed: shuffling seed.
+      num_workers: grain worker processes (0 = decode in the main process).
+      prefetch_buffer_size: batches buffered per worker.
+      with_masks: also yield cell_mask / nucleus_mask.
+      num_epochs: None repeats forever.
+      process_index, process_count: override JAX's (tests, custom launchers).
+    """
+    process_index, process_count, per_process = _process_layout(
+        global_batch_size, process_index, process_count
+    )
+    if num_workers > 0:
+        _ensure_flags_parsed()
+    view = _IndexedView(source, indices)
+    shard = grain.sharding.ShardOptions(process_index, process_count, drop_remainder=True)
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(view),
+        shard_options=shard,
+        shuffle=True,
+        num_epochs=num_epochs,
+        seed=int(seed),
+    )
+    loader = grain.DataLoader(
+        data_source=view,
+        sampler=sampler,
+        operations=[
+            _DecodeCrop(image_size, with_masks),
+            grain.transforms.Batch(per_process, drop_remainder=True, batch_fn=_batch_fn),
+        ],
+        worker_count=int(num_workers),
+        worker_buffer_size=max(1, int(prefetch_buffer_size)),
+        read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=2 * per_process),
+    )
+    return iter(loader)
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    """Training batches per epoch (incomplete last batch dropped)."""
+    return num_examples // global_batch_size
+
+
+def _eval_shard(indices, global_batch_size, process_index, process_count) -> np.ndarray:
+    """This process's indices, padded with -1 so every process has the same number of full
+    batches. Process p gets examples p, p + P, p + 2P, ... (each exactly once overall)."""
+    process_index, process_count, per_process = _process_layout(
+        global_batch_size, process_index, process_count
+    )
+    indices = np.asarray(indices, np.int64)
+    num_batches = max(1, -(-len(indices) // global_batch_size))
+    padded = np.full(num_batches * global_batch_size, -1, np.int64)
+    padded[: len(indices)] = indices
+    return padded[process_index::process_count][: num_batches * per_process]
+
+
+def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
+    """Batches `eval_iterator` yields (the same on every process)."""
+    return max(1, -(-num_examples // global_batch_size))
+
+
+def eval_iterator(
+    source,
+    indices: np.ndarray,
+    *,
+    image_size: int,
+    global_batch_size: int,
+    num_workers: int = 0,
+    prefetch_buffer_size: int = 2,
+    with_masks: bool = False,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict]:
+    """Deterministic evaluation batches: every index exactly once across processes, in order.
+
+    The last batch is padded (``mask`` False, ``index`` -1, zero image) so that all batches have
+    ``global_batch_size // process_count`` rows and all processes yield `num_eval_batches`.
+    """
+    process_index, process_count, per_process = _process_layout(
+        global_batch_size, process_index, process_count
+    )
+    shard = _eval_shard(indices, global_batch_size, process_index, process_count)
+    dataset = (
+        grain.MapDataset.source(_IndexedView(source, shard))
+        .map(_DecodeCrop(image_size, with_masks))
+        .batch(per_process, drop_remainder=False, batch_fn=_batch_fn)
+    )
+    # Threads, not processes: evaluation is short, order must be exact, and PIL releases the GIL
+    # while decoding; worker processes would cost more to start than they save.
+    iterable = dataset.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=max(1, int(num_workers)), prefetch_buffer_size=int(prefetch_buffer_size)
+        )
+    )
+    return iter(iterable)

@@ -1,0 +1,44 @@
+"""Writes a synthetic SIPaKMeD (same on-disk format as the real archives).
+
+    python tools/make_synthetic_sipakmed.py --out=/tmp/sipakmed_raw --images_per_class=40 --seed=0
+
+The output folder can be given to the TFDS builder as its manual directory
+(``--config.data.manual_dir=/tmp/sipakmed_raw``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cervix_jax.data import synthetic  # noqa: E402
+
+_OUT = flags.DEFINE_string("out", None, "Output folder (the builder's manual_dir).", required=True)
+_IMAGES_PER_CLASS = flags.DEFINE_integer("images_per_class", 40, "Full images per class.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed; same seed, same bytes.")
+_WIDTH = flags.DEFINE_integer("width", 512, "Full image width in pixels.")
+_HEIGHT = flags.DEFINE_integer("height", 384, "Full image height in pixels.")
+_LAYOUT = flags.DEFINE_enum("layout", "nested", ["nested", "flat"], "im_X/im_X/ or im_X/.")
+_ZIPPED = flags.DEFINE_bool("zipped", False, "Write im_X.zip archives instead of folders.")
+
+
+def main(argv):
+    del argv
+    counts = synthetic.write_synthetic_sipakmed(
+        _OUT.value,
+        _IMAGES_PER_CLASS.value,
+        _SEED.value,
+        image_size=(_WIDTH.value, _HEIGHT.value),
+        layout=_LAYOUT.value,
+        zipped=_ZIPPED.value,
+    )
+    print(json.dumps({"out": os.path.abspath(_OUT.value), "counts": counts}))
+
+
+if __name__ == "__main__":
+    app.run(main)
