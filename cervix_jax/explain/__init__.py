@@ -1,1 +1,77 @@
-"""Placeholder; filled in by its issue."""
+"""Attribution methods and their measurement.
+
+Methods take ``f: image [H, W, C] -> scalar`` (pure, jittable, pixel space: ``f`` normalises
+inside, so ``x - baseline`` and gradients share a space); nothing here knows about checkpoints.
+Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract.
+"""
+
+from cervix_jax.explain.baselines import (
+    BASELINE_KINDS,
+    black,
+    blurred,
+    make_baselines,
+    to_normalised_space,
+    uniform,
+)
+from cervix_jax.explain.gradcam import gradcam, inference_variables
+from cervix_jax.explain.integrated_gradients import (
+    PAPER_PRESET,
+    IGResult,
+    integrated_gradients,
+    integrated_gradients_adaptive,
+    integrated_gradients_batch,
+    paper_integrated_gradients,
+)
+from cervix_jax.explain.quadrature import METHODS, points_and_weights
+from cervix_jax.explain.render import overlay, panel, save_panel, write_png
+from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
+from cervix_jax.explain.scores import (
+    completeness_relative_error,
+    deletion_insertion,
+    energy_pointing_game,
+    localisation_metrics,
+    localisation_ratio,
+    pointing_game,
+    sanity_check,
+    spearman,
+    to_heatmap,
+)
+from cervix_jax.explain.targets import class_score_fn, predict_logits, predicted_class
+
+__all__ = [
+    "BASELINE_KINDS",
+    "IGResult",
+    "METHODS",
+    "PAPER_PRESET",
+    "black",
+    "blurred",
+    "class_score_fn",
+    "completeness_relative_error",
+    "deletion_insertion",
+    "energy_pointing_game",
+    "gradcam",
+    "inference_variables",
+    "input_gradient",
+    "input_gradients",
+    "integrated_gradients",
+    "integrated_gradients_adaptive",
+    "integrated_gradients_batch",
+    "localisation_metrics",
+    "localisation_ratio",
+    "make_baselines",
+    "overlay",
+    "paper_integrated_gradients",
+    "panel",
+    "pointing_game",
+    "points_and_weights",
+    "predict_logits",
+    "predicted_class",
+    "sanity_check",
+    "save_panel",
+    "smoothgrad",
+    "spearman",
+    "to_heatmap",
+    "to_normalised_space",
+    "uniform",
+    "write_png",
+]
