@@ -17,6 +17,7 @@ from cervix_jax.explain.gradcam import gradcam, inference_variables
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
     IGResult,
+    compile_integrated_gradients,
     integrated_gradients,
     integrated_gradients_adaptive,
     integrated_gradients_batch,
@@ -46,6 +47,7 @@ __all__ = [
     "black",
     "blurred",
     "class_score_fn",
+    "compile_integrated_gradients",
     "completeness_relative_error",
     "deletion_insertion",
     "energy_pointing_game",
