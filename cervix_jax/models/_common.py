@@ -1,0 +1,122 @@
+"""Pieces shared by every architecture: torchvision-equivalent conv/BatchNorm settings, the
+paper's classification head and the Grad-CAM feature map hook.
+
+Why these settings: the modules are meant to load torchvision weights and reproduce its logits,
+so BatchNorm uses torchvision's ``eps=1e-5`` and momentum 0.1 (Flax counts momentum the other
+way: 0.9), and every convolution pads explicitly like PyTorch (``'SAME'`` pads stride-2 convs
+differently from PyTorch on even sizes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Name of the last convolutional feature map (Grad-CAM contract in docs/design.md).
+LAST_CONV = "last_conv"
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # torch momentum 0.1: running = 0.9 * running + 0.1 * batch
+
+# He-normal on fan-out, the initialisation torchvision uses for ResNet convolutions; good for
+# training any of these ReLU networks from scratch.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch.nn.Linear's default weight distribution: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+dense_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def parse_dtype(dtype: Any) -> jnp.dtype:
+    """Returns a compute dtype from 'float32' / 'bfloat16' / a numpy or jax dtype."""
+    try:
+        parsed = jnp.dtype(dtype)
+    except TypeError as e:
+        raise ValueError(f"dtype={dtype!r} is not a dtype; use 'float32' or 'bfloat16'.") from e
+    if parsed not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        raise ValueError(f"dtype={dtype!r}: compute dtype must be float32, bfloat16 or float16.")
+    return parsed
+
+
+def conv(
+    features: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    padding: int | None = None,
+    use_bias: bool = False,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> nn.Conv:
+    """A square convolution with PyTorch's explicit symmetric padding (default kernel // 2)."""
+    pad = kernel // 2 if padding is None else padding
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=conv_init,
+        name=name,
+    )
+
+
+def batch_norm(train: bool, *, dtype: Any = jnp.float32, name: str | None = None) -> nn.BatchNorm:
+    """BatchNorm with torchvision's epsilon and momentum; statistics stay float32."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+    """PyTorch ``MaxPool2d(3, stride=2, padding=1)`` (pads with -inf, output ceil(n / 2))."""
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def expose_last_conv(module: nn.Module, x: jax.Array) -> jax.Array:
+    """Publishes the last conv feature map ``x: [B, h, w, C]`` for Grad-CAM.
+
+    Sown into ``intermediates['last_conv']`` (a 1-tuple) when that collection is mutable, and
+    wrapped by ``module.perturb('last_conv', ...)``: pass a zero
+    ``perturbations={'last_conv': zeros}`` to ``apply`` and differentiate with respect to it to
+    get the map's gradient. Without a ``perturbations`` collection this is the identity.
+    """
+    module.sow("intermediates", LAST_CONV, x)
+    return module.perturb(LAST_CONV, x)
+
+
+def classifier_head(
+    features: jax.Array,
+    *,
+    num_classes: int,
+    dropout_rate: float,
+    train: bool,
+    dtype: Any,
+) -> jax.Array:
+    """The paper's head: Dropout(p) then Linear, named ``head``; returns float32 logits.
+
+    ``features: [B, C]`` pooled features; returns ``[B, num_classes]``.
+    """
+    features = nn.Dropout(rate=dropout_rate, deterministic=not train, name="dropout")(features)
+    logits = nn.Dense(
+        num_classes,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=dense_init,
+        bias_init=nn.initializers.zeros,
+        name="head",
+    )(features)
+    return logits.astype(jnp.float32)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """``[B, H, W, C] -> [B, C]`` mean over space, accumulated in float32."""
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)

@@ -1,0 +1,86 @@
+"""ResNet-50 (torchvision's v1.5: the stride sits on the 3x3 conv of the bottleneck).
+
+The paper's baseline: torchvision ``resnet50`` with its ``fc`` replaced by Dropout(0.5) +
+Linear(2048, num_classes). Module names mirror torchvision's state-dict names (``layer2_0`` is
+``layer2.0``, ``head`` is ``fc``) so :func:`cervix_jax.models.from_torchvision` is a renaming.
+
+Grad-CAM: the output of ``layer4`` (after its final ReLU, ``[B, H/32, W/32, 2048]`` for the
+full model) is the feature map named ``last_conv``: sown into ``intermediates['last_conv']`` and
+wrapped by ``self.perturb('last_conv', ...)`` (see ``_common.expose_last_conv``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cervix_jax.models import _common
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (stride) -> 1x1 (4x width) with a projection shortcut when shapes change."""
+
+    width: int
+    stride: int = 1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        out_features = 4 * self.width
+        y = _common.conv(self.width, 1, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(_common.batch_norm(train, dtype=self.dtype, name="bn1")(y))
+        y = _common.conv(self.width, 3, stride=self.stride, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(_common.batch_norm(train, dtype=self.dtype, name="bn2")(y))
+        y = _common.conv(out_features, 1, dtype=self.dtype, name="conv3")(y)
+        y = _common.batch_norm(train, dtype=self.dtype, name="bn3")(y)
+        if self.stride != 1 or x.shape[-1] != out_features:
+            x = _common.conv(
+                out_features, 1, stride=self.stride, dtype=self.dtype, name="downsample_conv"
+            )(x)
+            x = _common.batch_norm(train, dtype=self.dtype, name="downsample_bn")(x)
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    """Bottleneck ResNet. ``__call__(x: [B, H, W, 3] float, train) -> [B, num_classes] float32``.
+
+    Attributes:
+      num_classes: classifier outputs.
+      stage_sizes: bottleneck blocks per stage; (3, 4, 6, 3) is ResNet-50.
+      width: width of the first stage (stem has ``width`` channels; stage i has
+        ``width * 2**i``, outputs 4x that).
+      dropout_rate: dropout before the final dense layer (paper: 0.5).
+      dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+    """
+
+    num_classes: int
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    width: int = 64
+    dropout_rate: float = 0.5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        dtype = _common.parse_dtype(self.dtype)
+        x = x.astype(dtype)
+        x = _common.conv(self.width, 7, stride=2, dtype=dtype, name="conv1")(x)
+        x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn1")(x))
+        x = _common.max_pool_3x3_s2(x)
+        for i, num_blocks in enumerate(self.stage_sizes):
+            for j in range(num_blocks):
+                stride = 2 if i > 0 and j == 0 else 1
+                x = Bottleneck(
+                    self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}"
+                )(x, train)
+        x = _common.expose_last_conv(self, x)
+        return _common.classifier_head(
+            _common.global_avg_pool(x),
+            num_classes=self.num_classes,
+            dropout_rate=self.dropout_rate,
+            train=train,
+            dtype=dtype,
+        )
