@@ -20,11 +20,13 @@ Public API:
   resize_and_crop(image, size)         the host-side geometry, for tools
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
+  DataError, ManualDownloadError       errors whose message is the whole explanation
 """
 
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
 from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
+from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.pipeline import (
     SipakmedMetadata,
     eval_iterator,
@@ -45,6 +47,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AnnotationError",
+    "DataError",
+    "ManualDownloadError",
     "SipakmedMetadata",
     "augment",
     "eval_iterator",

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cervix_jax.data.errors import DataError
+
 # Real copies use commas; some tools re-save with spaces or tabs. Accept any of them.
 _SEPARATOR = re.compile(r"[,\s;]+")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """A contour file that cannot be parsed; the message names the file and line."""
 
 

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the builder)
+from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
 
 _ENCODED_FIELDS = ("image", "cell_mask", "nucleus_mask")
@@ -93,10 +94,10 @@ def read_metadata(source, variant: str = "", data_dir: str = "") -> SipakmedMeta
     )
 
 
-def _manual_dir_error(manual_dir: str) -> ValueError:
+def _manual_dir_error(manual_dir: str) -> ManualDownloadError:
     from cervix_jax.data.sipakmed.sipakmed_dataset_builder import Builder
 
-    return ValueError(
+    return ManualDownloadError(
         f"config.data.manual_dir={manual_dir!r} does not exist or is empty, and the SIPaKMeD "
         "dataset has not been prepared yet.\n"
         + Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -119,8 +120,8 @@ def load_sipakmed(data_config: Any):
       (source, metadata): the random-access source (see `open_source`) and `SipakmedMetadata`.
 
     Raises:
-      ValueError: when the dataset is not prepared and ``manual_dir`` is missing or empty; the
-        message holds the download instructions and the option to set.
+      ManualDownloadError: when the dataset is not prepared and ``manual_dir`` is missing or
+        empty; the message holds the download instructions and the option to set.
     """
     from cervix_jax.data import synthetic as synthetic_lib
 
@@ -261,11 +262,71 @@ def _process_layout(global_batch_size, process_index, process_count):
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if global_batch_size % process_count:
-        raise ValueError(
+        raise DataError(
             f"global batch size {global_batch_size} is not divisible by the number of processes "
             f"{process_count}; choose a batch size that is a multiple of it."
         )
     return process_index, process_count, global_batch_size // process_count
+
+
+class _TrainBatches:
+    """Element k is this process's part of global training batch k, decoded.
+
+    Epoch e visits the split in the order ``permutation(seed, e)``; global batch b of an epoch
+    is positions [b*G, (b+1)*G) of that order, and process p takes rows [p*L, (p+1)*L) of it
+    (L = G / process_count); the last N mod G examples of an epoch are dropped. Element k is a
+    pure function of k, so the batches are the same for any number of grain workers and any
+    number of processes, and grain's iterator state (the last k) is the data position.
+    """
+
+    def __init__(
+        self,
+        source,
+        indices,
+        decode,
+        global_batch_size,
+        seed,
+        process_index,
+        process_count,
+        num_epochs,
+    ):
+        self._source = source
+        self._indices = np.asarray(indices, np.int64)
+        self._decode = decode
+        self._global = int(global_batch_size)
+        self._local = self._global // process_count
+        self._process_index = process_index
+        self._seed = int(seed)
+        self.steps_per_epoch = len(self._indices) // self._global
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"the training split has {len(self._indices)} examples, fewer than one global "
+                f"batch ({self._global}); lower config.batch_size or use more data."
+            )
+        self._num_epochs = num_epochs
+        self._cached_epoch, self._cached_order = -1, None
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * self._num_epochs
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch != self._cached_epoch:
+            rng = np.random.default_rng([self._seed, epoch])
+            self._cached_order = self._indices[rng.permutation(len(self._indices))]
+            self._cached_epoch = epoch
+        return self._cached_order
+
+    def __getitem__(self, k: int) -> dict:
+        epoch, b = divmod(int(k), self.steps_per_epoch)
+        start = b * self._global + self._process_index * self._local
+        rows = self._order(epoch)[start : start + self._local]
+        return _batch_fn([self._decode.map((int(i), self._source[int(i)])) for i in rows])
+
+    def __repr__(self) -> str:
+        return (
+            f"_TrainBatches({len(self._indices)} examples, global batch {self._global}, "
+            f"seed {self._seed}, process {self._process_index})"
+        )
 
 
 def train_iterator(
@@ -282,12 +343,14 @@ def train_iterator(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.DataLoaderIterator:
-    """Shuffled, repeating training batches over ``indices`` (record indices of ``source``).
+    """Shuffled training batches over ``indices`` (record indices of ``source``).
 
-    Each epoch is a fresh permutation derived from ``seed``; every process reads its own shard
-    (``jax.process_index()`` of ``jax.process_count()`` unless given) and yields
-    ``global_batch_size // process_count`` examples per batch; incomplete batches are dropped.
-    The returned grain iterator is checkpointable: ``get_state()`` / ``set_state(state)``.
+    Each epoch is a fresh permutation derived from ``seed``; the incomplete last batch of an
+    epoch is dropped. Every process reads only its own rows of each global batch
+    (``jax.process_index()`` of ``jax.process_count()`` unless given), yielding
+    ``global_batch_size // process_count`` examples per batch; the global batches do not depend
+    on the number of processes or of grain workers. The returned grain ``DataLoader`` iterator is
+    checkpointable: ``get_state()`` -> bytes, ``set_state(state)`` continues at the same example.
 
     Args:
       source: from `open_source` / `load_sipakmed`.
@@ -295,36 +358,43 @@ def train_iterator(
       image_size: S.
       global_batch_size: batch over all processes.
       seed: shuffling seed.
-      num_workers: grain worker processes (0 = decode in the main process).
+      num_workers: grain worker processes (0 = decode in the main process). Resume with the
+        same value (grain stores it in the state).
       prefetch_buffer_size: batches buffered per worker.
       with_masks: also yield cell_mask / nucleus_mask.
-      num_epochs: None repeats forever.
+      num_epochs: None repeats (practically) forever.
       process_index, process_count: override JAX's (tests, custom launchers).
     """
-    process_index, process_count, per_process = _process_layout(
+    process_index, process_count, _ = _process_layout(
         global_batch_size, process_index, process_count
     )
     if num_workers > 0:
         _ensure_flags_parsed()
-    view = _IndexedView(source, indices)
-    shard = grain.sharding.ShardOptions(process_index, process_count, drop_remainder=True)
+    batches = _TrainBatches(
+        source,
+        indices,
+        _DecodeCrop(image_size, with_masks),
+        global_batch_size,
+        seed,
+        process_index,
+        process_count,
+        num_epochs=1_000_000 if num_epochs is None else num_epochs,
+    )
+    # Each element is already a whole batch, so grain's sampler just walks 0, 1, 2, ... and
+    # workers (which take elements round-robin) cannot change the order.
     sampler = grain.samplers.IndexSampler(
-        num_records=len(view),
-        shard_options=shard,
-        shuffle=True,
-        num_epochs=num_epochs,
-        seed=int(seed),
+        num_records=len(batches),
+        shard_options=grain.sharding.NoSharding(),
+        shuffle=False,
+        num_epochs=1,
+        seed=0,
     )
     loader = grain.DataLoader(
-        data_source=view,
+        data_source=batches,
         sampler=sampler,
-        operations=[
-            _DecodeCrop(image_size, with_masks),
-            grain.transforms.Batch(per_process, drop_remainder=True, batch_fn=_batch_fn),
-        ],
         worker_count=int(num_workers),
         worker_buffer_size=max(1, int(prefetch_buffer_size)),
-        read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=2 * per_process),
+        read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=1),
     )
     return iter(loader)
 

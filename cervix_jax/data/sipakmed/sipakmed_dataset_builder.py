@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from cervix_jax.data import annotations
+from cervix_jax.data.errors import DataError, ManualDownloadError
 
 CLASS_NAMES: tuple[str, ...] = (
     "Dyskeratotic",
@@ -91,7 +92,7 @@ class _Archive:
             try:
                 self._zip = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, OSError) as e:
-                raise ValueError(
+                raise DataError(
                     f"{path}: cannot be opened as a zip archive ({e}). Download it again from "
                     f"{HOMEPAGE}, or extract it into a folder of the same name."
                 ) from None
@@ -115,7 +116,7 @@ class _Archive:
             with open(self.describe(name), "rb") as f:
                 return f.read()
         except (OSError, zipfile.BadZipFile, KeyError) as e:
-            raise ValueError(
+            raise DataError(
                 f"{self.describe(name)}: cannot be read ({e}). Re-extract or download the "
                 "archive again."
             ) from None
@@ -133,7 +134,7 @@ class _Archive:
         )
         if len(parents) != 1:
             found = "none" if not parents else ", ".join(p + "/CROPPED" for p in parents)
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: expected exactly one 'CROPPED/' folder (the cropped cells), "
                 f"found {found}. Each class folder or archive must hold the full images "
                 "(NNN.bmp, NNN_cytKK.dat, NNN_nucKK.dat) next to a CROPPED/ sub-folder.\n"
@@ -150,7 +151,7 @@ def _locate_class(manual_dir: str, class_name: str) -> _Archive:
     if os.path.isfile(archive):
         return _Archive(archive)
     present = sorted(os.listdir(manual_dir)) if os.path.isdir(manual_dir) else []
-    raise FileNotFoundError(
+    raise ManualDownloadError(
         f"SIPaKMeD class {class_name!r} not found in the manual directory {manual_dir}: "
         f"expected the folder im_{class_name}/ or the archive im_{class_name}.zip there; found "
         f"{present[:12]}.\n" + _MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -162,7 +163,7 @@ def _decode_bmp(data: bytes, source: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except Exception as e:  # PIL raises many types for corrupt files
-        raise ValueError(
+        raise DataError(
             f"{source}: cannot be decoded as an image ({type(e).__name__}: {e}). Re-extract "
             "this file from its SIPaKMeD archive (or regenerate the synthetic data)."
         ) from None
