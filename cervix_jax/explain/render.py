@@ -66,7 +66,8 @@ def panel(
       image: [H, W, 3] pixel values in [0, 255].
       gradient: [H, W, C] input gradient (or [H, W]).
       attributions: [H, W, C] attributions of the method (or an [H, W] map such as Grad-CAM).
-      titles: one label per column, or None for no title strip.
+      titles: one label per column, or None for no title strip (also dropped when the
+        images are narrower than 64 px).
     """
     image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
     h, w = image.shape[:2]

@@ -32,11 +32,14 @@ def test_overlay_formula():
 
 def test_save_panel_writes_png_atomically(tmp_path):
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (20, 24, 3)).astype(np.uint8)
-    grad, attr = rng.normal(size=(2, 20, 24, 3))
+    image = rng.integers(0, 255, (20, 64, 3)).astype(np.uint8)
+    grad, attr = rng.normal(size=(2, 20, 64, 3))
     path = tmp_path / "sub" / "img_001.png"
     render.save_panel(path, image, grad, attr)
     loaded = np.asarray(Image.open(path))
-    assert loaded.shape == (20 + 12, 3 * 24 + 8, 3)
-    np.testing.assert_array_equal(loaded[12:, :24], image)
+    assert loaded.shape == (20 + 12, 3 * 64 + 8, 3)
+    np.testing.assert_array_equal(loaded[12:, :64], image)
+    np.testing.assert_array_equal(loaded[12:, 64 + 4 : 128 + 4], render.overlay(image, grad))
+    render.save_panel(path, image[:, :20], grad[:, :20], attr[:, :20])  # narrow: no titles
+    assert np.asarray(Image.open(path)).shape == (20, 3 * 20 + 8, 3)
     assert os.listdir(path.parent) == ["img_001.png"]
