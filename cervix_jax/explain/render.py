@@ -76,6 +76,8 @@ def panel(
         overlay(image, gradient, percentile),
         overlay(image, attributions, percentile),
     ]
+    if w < 64:  # the default bitmap font needs ~6 px per character
+        titles = None
     strip = 12 if titles else 0
     out = np.full((h + strip, 3 * w + 2 * gap, 3), 255, np.uint8)
     for i, column in enumerate(columns):
