@@ -12,13 +12,14 @@ them (TPU pod slices, SLURM, Open MPI).
 
 from __future__ import annotations
 
-import os
+# isort: off
+import cervix_jax  # noqa: F401  (first: sets XLA flags before anything initialises jax)
+
+# isort: on
 import sys
 
-from absl import app, flags, logging  # noqa: I001
+from absl import app, flags, logging
 from ml_collections import config_flags
-
-import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -34,53 +35,16 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host run
 flags.DEFINE_integer("process_id", None, "Index of this process (multi-host runs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-# Environment variables by which a cluster announces a multi-process job that
-# jax.distributed.initialize() can read by itself.
-_CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
-
-
-def _cluster_provides_processes() -> bool:
-    for var in _CLUSTER_ENV:
-        value = os.environ.get(var, "")
-        if var == "TPU_WORKER_HOSTNAMES" and "," in value:
-            return True
-        if value.isdigit() and int(value) > 1:
-            return True
-    return False
-
-
-def initialize_distributed(
-    coordinator_address: str | None, num_processes: int | None, process_id: int | None
-) -> None:
-    """Joins the JAX distributed runtime when this is a multi-process run; no-op otherwise."""
-    import jax
-
-    explicit = (coordinator_address, num_processes, process_id)
-    if any(v is not None for v in explicit):
-        if any(v is None for v in explicit):
-            raise app.UsageError(
-                "--coordinator_address, --num_processes and --process_id go together; got "
-                f"{coordinator_address!r}, {num_processes!r}, {process_id!r}."
-            )
-        if num_processes == 1:
-            return
-        # Cross-process collectives between CPU devices need gloo (the default has none);
-        # the setting does not affect GPU or TPU devices.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            coordinator_address=coordinator_address,
-            num_processes=num_processes,
-            process_id=process_id,
-        )
-    elif _cluster_provides_processes():
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize()
-
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    from cervix_jax.train.distributed import initialize_distributed
+
+    try:
+        initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     from cervix_jax import train
     from cervix_jax.train import user_errors
 

@@ -50,6 +50,10 @@ class _Records:
     def __len__(self) -> int:
         return len(self._indices)
 
+    def __repr__(self) -> str:
+        # grain checks repr(source) when restoring an iterator: it must not hold an address.
+        return f"_Records(keys={sorted(self._arrays)}, n={len(self._indices)})"
+
     def __getitem__(self, i: int) -> dict:
         j = int(self._indices[i])
         rec = {k: v[j] for k, v in self._arrays.items()}
@@ -107,6 +111,12 @@ class GlobalOrderView:
 
     def __len__(self) -> int:
         return self.steps_per_epoch * self._local * self._num_epochs
+
+    def __repr__(self) -> str:
+        return (
+            f"GlobalOrderView({self._source!r}, local_batch={self._local}, "
+            f"global_batch={self._global}, process={self._proc}, seed={self._seed})"
+        )
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:

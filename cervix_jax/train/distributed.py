@@ -1,0 +1,60 @@
+"""Joining JAX's distributed runtime for multi-process (multi-host) runs."""
+
+from __future__ import annotations
+
+import os
+
+# Environment variables by which a cluster announces a multi-process job whose parameters
+# jax.distributed.initialize() reads by itself.
+_CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
+
+
+def cluster_provides_processes(environ=None) -> bool:
+    """True under SLURM / Open MPI with more than one task, or on a multi-host TPU slice."""
+    env = os.environ if environ is None else environ
+    for var in _CLUSTER_ENV:
+        value = env.get(var, "")
+        if var == "TPU_WORKER_HOSTNAMES":
+            if "," in value:
+                return True
+        elif value.isdigit() and int(value) > 1:
+            return True
+    return False
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Joins the JAX distributed runtime when this is a multi-process run.
+
+    With all three arguments: explicit (``tools/launch_local.py``, hand-started processes).
+    With none: ``jax.distributed.initialize()`` if the cluster environment announces several
+    processes, otherwise nothing (single process). Returns whether it initialised.
+    """
+    import jax
+
+    explicit = (coordinator_address, num_processes, process_id)
+    if any(v is not None for v in explicit):
+        if any(v is None for v in explicit):
+            raise ValueError(
+                "--coordinator_address, --num_processes and --process_id go together; got "
+                f"{coordinator_address!r}, {num_processes!r}, {process_id!r}."
+            )
+        if num_processes == 1:
+            return False
+        # Cross-process collectives between CPU devices need gloo (the default has none);
+        # the setting does not affect GPU or TPU devices.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+        return True
+    if cluster_provides_processes():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize()
+        return True
+    return False

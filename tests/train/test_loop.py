@@ -1,0 +1,171 @@
+"""train_and_evaluate end to end on a tiny model: artefacts, honest report, resume, NaN."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cervix_jax.data.augment import normalize
+from cervix_jax.train import TrainingError, evaluate, train_and_evaluate
+from cervix_jax.train import checkpoints as ckpt_lib
+from cervix_jax.train import mesh as mesh_lib
+from cervix_jax.train.loop import _abstract_state, read_history
+from cervix_jax.train.optim import make_optimizer
+from tests.train import helpers
+
+REPORT_KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "per_class",
+    "confusion_matrix",
+    "class_names",
+    "checkpoint_step",
+    "num_examples",
+}
+
+
+def _final_state(workdir, config, devices=None, step=None):
+    mesh = mesh_lib.make_mesh(devices)
+    manager = ckpt_lib.make_manager(workdir / "checkpoints", read_only=True)
+    step = manager.latest_step() if step is None else step
+    tx = make_optimizer(config.optim, 1, config.num_epochs)
+    abstract = _abstract_state(helpers.TinyNet(), tx, config.data.image_size, mesh)
+    state = ckpt_lib.restore_state_only(manager, step, abstract)
+    manager.close()
+    return state
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 3-epoch run on 4 devices, shared by the tests below."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = helpers.small_config(num_epochs=3)
+    data = helpers.data_module()
+    report = train_and_evaluate(config, workdir, data=data, **helpers.run_kwargs(config))
+    return workdir, config, data, report
+
+
+def test_every_artefact_is_written(trained):
+    workdir, config, _, report = trained
+    assert REPORT_KEYS <= set(report)
+    on_disk = json.loads((workdir / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    history = read_history(workdir)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    keys = {"epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert all(keys <= set(h) for h in history)
+    assert history[-1]["step"] == 3 * (48 // config.batch_size)
+    assert json.loads((workdir / "config.json").read_text())["batch_size"] == config.batch_size
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    md = (workdir / "report.md").read_text()
+    assert "| accuracy |" in md and "Confusion matrix" in md
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        assert (workdir / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    assert (workdir / "checkpoints").is_dir()
+    # The best-validation checkpoint is the one evaluated.
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+    assert report["checkpoint_step"] == best["step"]
+
+
+def test_report_matches_saved_predictions(trained):
+    workdir, _, data, report = trained
+    pred = np.load(workdir / "predictions_test.npz")
+    # Every test example exactly once, labels from the data, not from the model.
+    np.testing.assert_array_equal(pred["index"], np.sort(data.splits["test"]))
+    np.testing.assert_array_equal(pred["label"], data.arrays["label"][pred["index"]])
+    y, p = pred["label"], pred["logits"].argmax(-1)
+    np.testing.assert_array_equal(p, pred["pred"])
+    assert report["num_examples"] == len(y)
+    assert report["accuracy"] == pytest.approx(np.mean(y == p))
+    cm = np.zeros((5, 5), int)
+    for t, q in zip(y, p, strict=True):
+        cm[t, q] += 1
+    assert report["confusion_matrix"] == cm.tolist()
+    recalls, f1s = [], []
+    for c, name in enumerate(helpers.CLASS_NAMES):
+        tp = np.sum((y == c) & (p == c))
+        prec = tp / np.sum(p == c) if np.sum(p == c) else 0.0
+        rec = tp / np.sum(y == c) if np.sum(y == c) else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        if np.sum(y == c):
+            recalls.append(rec)
+        f1s.append(f1)
+        assert report["per_class"][name]["support"] == int(np.sum(y == c))
+        assert report["per_class"][name]["f1"] == pytest.approx(f1)
+    assert report["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert report["macro_f1"] == pytest.approx(np.mean(f1s))
+    # The task is learnable: a trained tiny net must beat chance by far.
+    assert report["accuracy"] >= 0.6
+
+
+def test_eval_mode_reproduces_report(trained):
+    workdir, config, data, report = trained
+    again = evaluate(config, workdir, data=data, model=helpers.TinyNet(), normalize_fn=normalize)
+    for key in ("accuracy", "confusion_matrix", "checkpoint_step", "num_examples"):
+        assert again[key] == report[key]
+
+
+def test_four_device_checkpoint_restores_on_one_device(trained):
+    workdir, config, _, _ = trained
+    s4 = _final_state(workdir, config)
+    s1 = _final_state(workdir, config, devices=jax.devices()[:1])
+    leaf = jax.tree.leaves(s1.params)[0]
+    assert leaf.sharding.num_devices == 1
+    assert jax.tree.leaves(s4.params)[0].sharding.num_devices == 4
+    assert helpers.tree_allclose(s1, s4, rtol=0, atol=0)
+    # And the restored variables compute the same logits on either layout.
+    x = normalize(helpers.learnable_images(2, 32)["image"])
+    v1 = {"params": s1.params, "batch_stats": s1.batch_stats}
+    v4 = jax.tree.map(np.asarray, v1)
+    out1 = helpers.TinyNet().apply(v1, x, train=False)
+    out4 = helpers.TinyNet().apply(v4, x, train=False)
+    np.testing.assert_allclose(out1, out4, rtol=1e-6)
+
+
+def test_resume_equals_uninterrupted(trained, tmp_path):
+    workdir, config, _, report = trained
+    data = helpers.data_module()
+    kwargs = helpers.run_kwargs(config)
+    # First "process": stops (as if killed) after epoch 1's checkpoint.
+    partial = train_and_evaluate(config, tmp_path, data=data, stop_after_steps=1, **kwargs)
+    assert partial == {} and not (tmp_path / "report.json").exists()
+    assert [h["epoch"] for h in read_history(tmp_path)] == [1]
+    # Second process: same command, same workdir, fresh data module and iterator.
+    resumed = train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+    a = _final_state(workdir, config)
+    b = _final_state(tmp_path, config)
+    assert int(a.step) == int(b.step)
+    assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
+    h_a, h_b = read_history(workdir), read_history(tmp_path)
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in h_a], [h["train_loss"] for h in h_b], rtol=1e-6
+    )
+    assert resumed["confusion_matrix"] == report["confusion_matrix"]
+
+
+class _PoisonedNet(helpers.TinyNet):
+    """TinyNet whose logits turn NaN from its 8th training call on (a counter in
+    ``batch_stats``), as a diverging run would."""
+
+    @helpers.nn.compact
+    def __call__(self, x, train: bool = False):
+        calls = self.variable("batch_stats", "calls", lambda: jnp.zeros((), jnp.int32))
+        logits = helpers.TinyNet.__call__(self, x, train)
+        if train and not self.is_initializing():
+            calls.value = calls.value + 1
+            logits = jnp.where(calls.value >= 8, jnp.nan, logits)
+        return logits
+
+
+def test_nan_loss_stops_before_a_poisoned_checkpoint(tmp_path):
+    config = helpers.small_config(num_epochs=3)
+    kwargs = {**helpers.run_kwargs(config), "model": _PoisonedNet()}
+    steps_per_epoch = 48 // config.batch_size
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 8 \(epoch 2\)"):
+        train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+    manager = ckpt_lib.make_manager(tmp_path / "checkpoints", read_only=True)
+    assert list(manager.all_steps()) == [steps_per_epoch]
+    assert [h["epoch"] for h in read_history(tmp_path)] == [1]
