@@ -1,0 +1,59 @@
+"""End to end: a real training workdir (train wing) -> tools/attribute.py -> files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cervix_jax import train
+from configs import default
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow
+def test_attribute_tool_on_a_trained_workdir(tmp_path):
+    config = default.get_config()
+    config.model.name = "resnet50_tiny"
+    config.data.synthetic = True
+    config.data.synthetic_images_per_class = 4
+    config.data.image_size = 32
+    config.data.num_workers = 0
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.num_epochs = 1
+    workdir, out = tmp_path / "run", tmp_path / "attributions"
+    train.train_and_evaluate(config, os.fspath(workdir))
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"}
+    command = [
+        sys.executable,
+        os.path.join(REPO, "tools", "attribute.py"),
+        f"--workdir={workdir}",
+        f"--out={out}",
+        "--method=ig",
+        "--steps=4",
+        "--num_images=3",
+        "--baseline=black",
+        "--deletion_steps=4",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 images ->" in done.stdout
+    metrics = json.loads((out / "attribution_metrics.json").read_text())
+    assert metrics["method"] == "ig" and metrics["steps"] == 4 and metrics["num_images"] == 3
+    for key in (
+        "completeness_error",
+        "localisation_cells",
+        "localisation_nuclei",
+        "pointing_game",
+        "deletion_auc",
+        "insertion_auc",
+    ):
+        assert set(metrics[key]) == {"mean", "per_image"}
+        assert len(metrics[key]["per_image"]) == 3
+    for image_id in metrics["insertion_auc"]["per_image"]:
+        assert (out / f"{image_id}.png").exists() and (out / f"{image_id}.npy").exists()
+    assert (out / "attribution_metrics.md").exists()
