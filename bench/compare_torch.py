@@ -1,0 +1,314 @@
+"""Our JAX code against torchvision + captum, same work, same process, alternating sides.
+
+    pip install -r requirements-bench.txt      # torch, torchvision, captum
+    python bench/compare_torch.py --work=train,infer,ig --models=resnet50,densenet121
+
+One JSON line per (work, model): ``ours_images_per_s`` and ``theirs_images_per_s`` (medians
+over ``--repeats``), and ``ratio`` = ours / theirs, the median of the ratios of each A/B pair
+(pairs are timed back to back, so a machine that drifts in speed affects both sides alike).
+
+The work is the same on both sides:
+- ``train``: one optimizer step (Adam 1e-3, cross-entropy, the paper's Dropout(0.5) + Linear
+  head, train-mode BatchNorm) on a batch of uint8 images that are normalised inside the step;
+  ours is the project's own jitted train step (``cervix_jax.train``) without augmentation.
+- ``infer``: eval-mode logits of a float32 batch.
+- ``ig``: integrated gradients of the softmax probability of one class for one pixel-space
+  image (normalised inside the function), black baseline, ``--ig_steps`` Gauss-Legendre points,
+  ``--ig_chunk`` points per batch (captum's ``internal_batch_size``); each side's relative
+  completeness error is printed so speed is compared at equal accuracy.
+
+``densenet121_rca`` on the torch side is torchvision's DenseNet-121 with the RCAN channel
+attention layer applied to the new feature maps of ``denseblock4.denselayer16``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+try:
+    import torch
+    import torchvision
+except ImportError:
+    sys.exit(
+        "bench/compare_torch.py needs torch and torchvision: pip install -r requirements-bench.txt"
+    )
+
+_WORK = flags.DEFINE_list("work", ["train", "infer", "ig"], "train, infer and/or ig.")
+_MODELS = flags.DEFINE_list(
+    "models", ["resnet50", "densenet121", "densenet121_rca"], "Models to compare."
+)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Train-step batch.")
+_INFER_BATCH = flags.DEFINE_integer("infer_batch_size", 32, "Inference batch.")
+_IG_STEPS = flags.DEFINE_integer("ig_steps", 50, "Integration points.")
+_IG_CHUNK = flags.DEFINE_integer("ig_chunk", 50, "Integration points per batch (both sides).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed A/B pairs per row.")
+_ITERS = flags.DEFINE_integer("iters", 2, "Calls per timed block.")
+_NUM_CLASSES = 5
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------- torch side
+def _torch_model(name: str):
+    if name.startswith("resnet50"):
+        model = torchvision.models.resnet50(num_classes=_NUM_CLASSES)
+        model.fc = torch.nn.Sequential(torch.nn.Dropout(0.5), model.fc)
+    elif name.startswith("densenet121"):
+        model = torchvision.models.densenet121(num_classes=_NUM_CLASSES)
+        model.classifier = torch.nn.Sequential(torch.nn.Dropout(0.5), model.classifier)
+        if name == "densenet121_rca":
+            layer = model.features.denseblock4.denselayer16
+            layer.conv2 = torch.nn.Sequential(layer.conv2, _ChannelAttention(32, 16))
+    else:
+        raise ValueError(f"No torchvision counterpart for {name!r}.")
+    return model
+
+
+class _ChannelAttention(torch.nn.Module):
+    """RCAN's layer: GAP, 1x1 conv C->C/r, ReLU, 1x1 conv C/r->C, sigmoid, rescale."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Conv2d(channels, channels // reduction, 1),
+            torch.nn.ReLU(inplace=True),
+            torch.nn.Conv2d(channels // reduction, channels, 1),
+            torch.nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return x * self.body(x)
+
+
+def _torch_normalise(images_uint8):
+    mean = torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(_STD).view(1, 3, 1, 1) * 255.0
+    return (images_uint8.float() - mean) / std
+
+
+def _torch_train(name: str, images, labels):
+    model = _torch_model(name).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(labels).long()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(_torch_normalise(x)), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return run
+
+
+def _torch_infer(name: str, images):
+    model = _torch_model(name).eval()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+    def run():
+        with torch.inference_mode():
+            return model(x).sum().item()
+
+    return run
+
+
+def _torch_ig(name: str, image):
+    from captum.attr import IntegratedGradients
+
+    model = _torch_model(name).eval()
+
+    def prob(x):
+        return torch.softmax(model(_torch_normalise(x)), dim=-1)
+
+    ig = IntegratedGradients(prob)
+    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).contiguous()
+    baseline = torch.zeros_like(x)
+    result = {}
+
+    def run():
+        attributions, delta = ig.attribute(
+            x,
+            baselines=baseline,
+            target=0,
+            n_steps=_IG_STEPS.value,
+            method="gausslegendre",
+            internal_batch_size=_IG_CHUNK.value,
+            return_convergence_delta=True,
+        )
+        with torch.no_grad():
+            gap = (prob(x)[0, 0] - prob(baseline)[0, 0]).abs().item()
+        result["completeness_error"] = abs(delta.item()) / max(gap, 1e-12)
+        return attributions
+
+    return run, result
+
+
+# ------------------------------------------------------------------------------- our side
+def _our_train(name: str, images, labels):
+    import jax
+    import optax
+
+    from cervix_jax import data, models
+    from cervix_jax.train import mesh as mesh_lib
+    from cervix_jax.train.state import create_state
+    from cervix_jax.train.step import make_train_step
+
+    model = models.create_model(name, _NUM_CLASSES)
+    variables = models.init_variables(model, jax.random.key(0), images.shape)
+    tx = optax.adam(1e-3)
+    mesh = mesh_lib.make_mesh()
+    state = create_state(variables, tx, jax.random.key_data(jax.random.key(1)))
+    step = make_train_step(model, tx, mesh, augment_fn=None, normalize_fn=data.normalize)
+    batch = mesh_lib.global_batch({"image": images, "label": labels}, mesh)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batch)
+        return float(metrics["loss"])
+
+    return run
+
+
+def _our_infer(name: str, images):
+    import jax
+
+    from cervix_jax import models
+
+    model = models.create_model(name, _NUM_CLASSES)
+    variables = models.init_variables(model, jax.random.key(0), images.shape)
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    x = jax.device_put(images)
+
+    def run():
+        return float(forward(variables, x).sum())
+
+    return run
+
+
+def _our_ig(name: str, image):
+    import jax
+    import jax.numpy as jnp
+
+    from cervix_jax import explain, models
+
+    model = models.create_model(name, _NUM_CLASSES)
+    variables = models.init_variables(model, jax.random.key(0), image.shape[-2])
+
+    def logits_fn(img, variables):
+        return model.apply(variables, explain.to_normalised_space(img)[None], train=False)[0]
+
+    f = explain.class_score_fn(logits_fn, "probability")
+    x = jnp.asarray(image)
+    baseline = jnp.zeros_like(x)
+    f_args = (jnp.int32(0), variables)
+    compiled = explain.compile_integrated_gradients(
+        f, x, baseline, steps=_IG_STEPS.value, chunk_size=_IG_CHUNK.value, f_args=f_args
+    )
+    result = {}
+
+    def run():
+        attributions, error, delta = jax.block_until_ready(compiled(x, baseline, f_args))
+        result["completeness_error"] = abs(float(error)) / max(abs(float(delta)), 1e-12)
+        return attributions
+
+    return run, result
+
+
+# ---------------------------------------------------------------------------- measurement
+def _time_block(run, iters: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iters):
+        run()
+    return (time.perf_counter() - start) / iters
+
+
+def _compare(work: str, name: str) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    size = _IMAGE_SIZE.value
+    extra_ours: dict = {}
+    extra_theirs: dict = {}
+    if work == "train":
+        n = _BATCH.value
+        images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        labels = rng.integers(0, _NUM_CLASSES, (n,), dtype=np.int32)
+        ours, theirs = _our_train(name, images, labels), _torch_train(name, images, labels)
+    elif work == "infer":
+        n = _INFER_BATCH.value
+        images = rng.standard_normal((n, size, size, 3), dtype=np.float32)
+        ours, theirs = _our_infer(name, images), _torch_infer(name, images)
+    elif work == "ig":
+        n = 1
+        image = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+        ours, extra_ours = _our_ig(name, image)
+        theirs, extra_theirs = _torch_ig(name, image)
+    else:
+        raise ValueError(f"--work={work!r}: expected train, infer or ig.")
+
+    start = time.perf_counter()
+    ours()  # compilation and first-call allocations
+    compile_s = time.perf_counter() - start
+    theirs()
+    pairs = []
+    for _ in range(_REPEATS.value):
+        pairs.append((_time_block(ours, _ITERS.value), _time_block(theirs, _ITERS.value)))
+    ours_ips = [n / a for a, _ in pairs]
+    theirs_ips = [n / b for _, b in pairs]
+    ratios = [b / a for a, b in pairs]
+    row = {
+        "work": work,
+        "model": name,
+        "image_size": size,
+        "batch_size": n,
+        "dtype": "float32",
+        "ours_images_per_s": statistics.median(ours_ips),
+        "theirs_images_per_s": statistics.median(theirs_ips),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "ours_first_call_s": compile_s,
+        "repeats": _REPEATS.value,
+    }
+    if work == "ig":
+        row.update(
+            steps=_IG_STEPS.value,
+            chunk_size=_IG_CHUNK.value,
+            ours_completeness_error=extra_ours.get("completeness_error"),
+            theirs_completeness_error=extra_theirs.get("completeness_error"),
+        )
+    return row
+
+
+def main(argv):
+    del argv
+    # isort: off
+    import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
+    import jax
+    # isort: on
+
+    header = {
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(jax.devices()[0].device_kind),
+    }
+    print(json.dumps({"environment": header}), flush=True)
+    for work in _WORK.value:
+        for name in _MODELS.value:
+            if work != "train" and name == "densenet121_rca" and "densenet121" in _MODELS.value:
+                continue  # inference and IG costs are DenseNet-121's to within the CA layer
+            print(json.dumps(_compare(work, name)), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
