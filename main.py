@@ -60,5 +60,31 @@ def main(argv):
         sys.exit(1)
 
 
+def argv_config(argv: list[str]) -> str:
+    return next((a for a in argv if a.startswith("--config=")), "--config")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a short message instead of a traceback when the config or an
+    override is refused (unknown key, wrong type, bad config string)."""
+    try:
+        return FLAGS(argv)
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+        message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
+        if "Traceback" in message:  # an error inside get_config(): keep its last line
+            message = f"{argv_config(argv)}: {message.rsplit('Error: ', 1)[-1]}"
+        elif isinstance(e, KeyError | AttributeError):
+            overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+            culprits = [
+                o for o in overrides if any(f"'{part}'" in message for part in o.split(".")[1:])
+            ]
+            message = f"unknown config key {', '.join(culprits) or ''} ({message})"
+        print(
+            f"error: {message}\nConfig keys and their types are in configs/default.py.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

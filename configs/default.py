@@ -93,14 +93,20 @@ def apply_config_string(
 
 
 def _demo(config: ml_collections.ConfigDict) -> None:
-    """Synthetic SIPaKMeD in the workdir, small images, few epochs: minutes on 2 CPU cores."""
+    """Synthetic SIPaKMeD in the workdir, 64x64 images, 10 epochs: minutes on 2 CPU cores.
+
+    Tuned so densenet121_rca learns the synthetic classes from scratch (no ImageNet weights)
+    within the budget: batch 8 (twice the updates per epoch), dropout 0.2, short warm-up and
+    cosine decay. The paper's protocol is the default, not this.
+    """
     config.data.synthetic = True
     config.data.synthetic_images_per_class = 60
     config.data.image_size = 64
     config.data.augment.rotation_degrees = 15.0
-    config.batch_size = 16
+    config.model.dropout_rate = 0.2
+    config.batch_size = 8
     config.eval_batch_size = 32
-    config.num_epochs = 8
-    config.optim.warmup_epochs = 1.0
+    config.num_epochs = 10
+    config.optim.warmup_epochs = 0.5
     config.optim.schedule = "cosine"
-    config.log_every_steps = 5
+    config.log_every_steps = 11
