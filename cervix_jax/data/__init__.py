@@ -14,8 +14,11 @@ Public API:
   open_source(variant, data_dir), read_metadata(source)
   kfold_splits(labels, groups, num_folds, seed) -> list of K index arrays
   split_indices(labels, groups, *, scheme, fold, num_folds, seed) -> {'train','val','test'}
-  train_iterator(source, indices, *, image_size, global_batch_size, seed, ...)  (grain,
-      checkpointable with get_state/set_state), eval_iterator(...), num_eval_batches,
+  train_iterator(source, indices, *, image_size, global_batch_size, seed, num_workers, ...,
+      host_augment=None)   grain DataLoader iterator, checkpointable with get_state/set_state;
+      batches are a pure function of (seed, step): identical for any number of workers or
+      processes (restore a state with the worker count it was saved with)
+  eval_iterator(source, indices, *, image_size, global_batch_size, ...), num_eval_batches,
       steps_per_epoch
   resize_and_crop(image, size)         the host-side geometry, for tools
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step

@@ -1,0 +1,138 @@
+"""Training input-pipeline throughput (host side: read, PNG decode, resize, centre crop, batch).
+
+    python bench/input_pipeline.py --image_size=224 --batch_size=16 --num_workers=2
+
+Standalone: writes a synthetic SIPaKMeD (512x384 full images, like the stored real ones) and
+prepares ``sipakmed/<variant>`` in a temporary folder (or uses ``--data_dir`` if it already holds
+it), then times the training iterator. Prints one JSON line: ``images_per_s`` (median over
+``--repeats`` windows of ``--batches`` batches, after one warm-up window that also starts the
+workers), ``images_per_s_min``/``_max``, ``spread`` ((max - min) / median), ``peak_rss_mb``
+(this process) and ``peak_rss_children_mb`` (the largest grain worker), plus the setting.
+Augmentation and normalisation run on device inside the train step; their cost for one batch
+(jitted, this machine's default device) is reported as ``device_augment_ms_per_batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output side S.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "grain worker processes (0 = inline).")
+_VARIANT = flags.DEFINE_enum("variant", "full", ["full", "cropped", "masked"], "Dataset.")
+_HOST_AUGMENT = flags.DEFINE_bool(
+    "host_augment", False, "Rotate/flip on the host (PIL) instead of on device."
+)
+_WITH_MASKS = flags.DEFINE_bool("with_masks", False, "Also decode cell/nucleus masks.")
+_IMAGES_PER_CLASS = flags.DEFINE_integer("images_per_class", 20, "Synthetic images per class.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows.")
+_BATCHES = flags.DEFINE_integer("batches", 10, "Batches per timed window.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "Prepared TFDS data dir ('' = temporary).")
+
+
+_AUGMENT_CONFIG = {"rotation_degrees": 25.0, "horizontal_flip": True, "vertical_flip": True}
+
+
+def _peak_rss_mb(who: int) -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def window(iterator) -> float:
+    """Images per second over one window of batches."""
+    start = time.perf_counter()
+    for _ in range(_BATCHES.value):
+        batch = next(iterator)
+        assert batch["image"].shape[1] == _IMAGE_SIZE.value
+    return _BATCHES.value * _BATCH_SIZE.value / (time.perf_counter() - start)
+
+
+def _device_augment_ms(images) -> float:
+    """Median time of the jitted on-device augment + normalize for one batch (for comparison:
+    this is the work the design moved from the host into the train step)."""
+    import jax
+
+    from cervix_jax import data
+
+    fn = jax.jit(lambda key, x: data.normalize(data.augment(key, x, _AUGMENT_CONFIG)))
+    x = jax.device_put(images)
+    fn(jax.random.PRNGKey(0), x).block_until_ready()
+    times = []
+    for i in range(_REPEATS.value):
+        start = time.perf_counter()
+        fn(jax.random.PRNGKey(i), x).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def main(argv):
+    del argv
+    import numpy as np
+
+    import cervix_jax  # noqa: F401  (XLA flags before jax initialises)
+    from cervix_jax import data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = {
+            "variant": _VARIANT.value,
+            "tfds_data_dir": _DATA_DIR.value or tmp,
+            "synthetic": not _DATA_DIR.value,
+            "synthetic_images_per_class": _IMAGES_PER_CLASS.value,
+            "synthetic_seed": 0,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # synthetic counts != official counts
+            source, metadata = data.load_sipakmed(config)
+        iterator = data.train_iterator(
+            source,
+            np.arange(len(metadata)),
+            image_size=_IMAGE_SIZE.value,
+            global_batch_size=_BATCH_SIZE.value,
+            seed=0,
+            num_workers=_NUM_WORKERS.value,
+            with_masks=_WITH_MASKS.value,
+            host_augment=_AUGMENT_CONFIG if _HOST_AUGMENT.value else None,
+        )
+
+        window(iterator)  # warm-up: worker start, first reads
+        rates = sorted(window(iterator) for _ in range(_REPEATS.value))
+        median = statistics.median(rates)
+        batch = next(iterator)
+        del iterator  # stop the workers before the temporary data goes away
+        augment_ms = _device_augment_ms(batch["image"])
+        print(
+            json.dumps(
+                {
+                    "benchmark": "input_pipeline",
+                    "variant": _VARIANT.value,
+                    "image_size": _IMAGE_SIZE.value,
+                    "batch_size": _BATCH_SIZE.value,
+                    "num_workers": _NUM_WORKERS.value,
+                    "with_masks": _WITH_MASKS.value,
+                    "host_augment": _HOST_AUGMENT.value,
+                    "images_per_s": round(median, 1),
+                    "images_per_s_min": round(rates[0], 1),
+                    "images_per_s_max": round(rates[-1], 1),
+                    "spread": round((rates[-1] - rates[0]) / median, 3),
+                    "peak_rss_mb": round(_peak_rss_mb(resource.RUSAGE_SELF), 1),
+                    "peak_rss_children_mb": round(_peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+                    "device_augment_ms_per_batch": round(augment_ms, 2),
+                    "cpu_count": os.cpu_count(),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
