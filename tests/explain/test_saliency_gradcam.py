@@ -100,3 +100,31 @@ def test_gradcam_without_last_conv_says_what_to_do():
     variables = model.init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
     with pytest.raises(ValueError, match="last_conv"):
         explain.gradcam(model, variables, jnp.zeros((1, 4, 4, 3)), jnp.array([0]))
+
+
+def test_gradcam_on_the_models_wing_rca_model():
+    # The contract with cervix_jax.models: 'last_conv' sown and perturbed at the top level.
+    from cervix_jax import models
+
+    model = models.create_model("densenet121_rca_tiny", 5)
+    variables = models.init_variables(model, jax.random.key(0), 32)
+    images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), jnp.float32, 0, 255)
+    targets = jnp.array([3, 1])
+    cams = explain.gradcam(
+        model, variables, images, targets, preprocess=tiny_models.normalise, upsample=False
+    )
+    # By hand with the models wing's own helper, one image at a time.
+    for i in range(2):
+        x = tiny_models.normalise(images[i])[None]
+        zeros = models.last_conv_perturbation(model, x.shape)
+
+        def logit(p, x=x, i=i):
+            out, state = model.apply(
+                {**variables, "perturbations": p}, x, train=False, mutable=["intermediates"]
+            )
+            return out[0, targets[i]], state["intermediates"]["last_conv"][0][0]
+
+        grads, activation = jax.grad(logit, has_aux=True)(zeros)
+        weights = grads["last_conv"][0].mean(axis=(0, 1))
+        expected = jax.nn.relu(jnp.einsum("hwk,k->hw", activation, weights))
+        np.testing.assert_allclose(cams[i], expected, rtol=1e-4, atol=1e-6)
