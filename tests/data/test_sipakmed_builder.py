@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -270,3 +271,23 @@ def test_tfds_build_command_on_the_builder_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     source = tfds.data_source("sipakmed/cropped", split="train", data_dir=str(tmp_path))
     assert len(source) == 14 + 3 + 6 + 7 + 3
+
+
+def test_class_folders_one_level_down_are_found(tmp_path, raw_dir):
+    manual = tmp_path / "manual"
+    shutil.copytree(raw_dir[0], manual / "SIPaKMeD")
+    build("sipakmed/full", tmp_path / "data", manual)
+    assert len(_records("sipakmed/full", tmp_path / "data")) == 5 * IMAGES_PER_CLASS
+
+
+def test_missing_nucleus_contour_warns_naming_the_image(tmp_path, raw_copy):
+    os.remove(_class_dir(raw_copy, "Metaplastic") / "002_nuc01.dat")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfds.builder("sipakmed/full", data_dir=str(tmp_path / "data")).download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(raw_copy))
+        )
+    messages = [str(w.message) for w in caught]
+    assert any("002.bmp: cells [1] lack a cytoplasm or nucleus contour" in m for m in messages)
+    r = _records("sipakmed/full", tmp_path / "data")["Metaplastic/002"]
+    assert len(r["nucleus_lengths"]) == len(r["cytoplasm_lengths"]) - 1

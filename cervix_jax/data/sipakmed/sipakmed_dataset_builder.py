@@ -143,18 +143,30 @@ class _Archive:
         return parents[0]
 
 
-def _locate_class(manual_dir: str, class_name: str) -> _Archive:
-    folder = os.path.join(manual_dir, f"im_{class_name}")
-    archive = folder + ".zip"
-    if os.path.isdir(folder):
-        return _Archive(folder)
-    if os.path.isfile(archive):
-        return _Archive(archive)
+def _locate_class(manual_dir: str, class_name: str, max_depth: int = 3) -> _Archive:
+    """The folder ``im_<class>`` or archive ``im_<class>.zip`` closest to ``manual_dir``.
+
+    Copies are often extracted one level down (``MANUAL_DIR/SIPaKMeD/im_X/...``), so the search
+    goes ``max_depth`` folders deep; a folder wins over a zip file at the same depth.
+    """
+    wanted = f"im_{class_name}".lower()
+    for root, dirs, files in os.walk(manual_dir):
+        dirs.sort()
+        depth = os.path.relpath(root, manual_dir).count(os.sep) + (root != manual_dir)
+        for d in dirs:
+            if d.lower() == wanted:
+                return _Archive(os.path.join(root, d))
+        for f in sorted(files):
+            if f.lower() == wanted + ".zip":
+                return _Archive(os.path.join(root, f))
+        if depth >= max_depth - 1:
+            dirs[:] = []
     present = sorted(os.listdir(manual_dir)) if os.path.isdir(manual_dir) else []
     raise ManualDownloadError(
         f"SIPaKMeD class {class_name!r} not found in the manual directory {manual_dir}: "
-        f"expected the folder im_{class_name}/ or the archive im_{class_name}.zip there; found "
-        f"{present[:12]}.\n" + _MANUAL_DOWNLOAD_INSTRUCTIONS
+        f"expected the folder im_{class_name}/ or the archive im_{class_name}.zip there (or up "
+        f"to {max_depth - 1} folders below); found {present[:12]}.\n"
+        + _MANUAL_DOWNLOAD_INSTRUCTIONS
     )
 
 
@@ -196,6 +208,18 @@ def _full_entries(archive: _Archive, folder: str):
             contours.setdefault(stem, {}).setdefault(int(k), {})[kind.lower()] = name
     for stem in sorted(images):
         cells = contours.get(stem, {})
+        incomplete = [k for k in sorted(cells) if len(cells[k]) != 2]
+        if not cells or incomplete:
+            what = (
+                "no contour files"
+                if not cells
+                else (f"cells {incomplete} lack a cytoplasm or nucleus contour")
+            )
+            warnings.warn(
+                f"{archive.describe(images[stem])}: {what} (expected {stem}_cytKK.dat and "
+                f"{stem}_nucKK.dat per cell); its masks will miss those cells.",
+                stacklevel=1,
+            )
         yield (
             stem,
             images[stem],
@@ -324,7 +348,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 warnings.warn(
                     f"SIPaKMeD class {class_name!r}: found {len(entries)} {kind} images in "
                     f"{archive.path}, the official release has {expected}{note}.",
-                    stacklevel=2,
+                    stacklevel=1,
                 )
             for stem, k, image_path, cyt_paths, nuc_paths in entries:
                 image_id = f"{class_name}/{stem}" + (f"_{k}" if k is not None else "")
