@@ -100,3 +100,8 @@ def tree_allclose(a, b, rtol=1e-5, atol=1e-6) -> bool:
 
 
 __all__ = ["jnp", "nn"]
+
+
+def multihost_config():
+    """The run of the multi-host test (2 processes x 2 devices vs 1 process x 4 devices)."""
+    return small_config(num_epochs=2)
