@@ -105,10 +105,10 @@ class SipakmedDataModule:
         del split
         return self.metadata.image_ids[np.asarray(index, np.int64)]
 
-    def train_iterator(self, local_batch_size: int, seed: int):
+    def train_iterator(self, local_batch_size: int, seed: int, start_step: int = 0):
         dc = self.config
         source = _Decoded(self.source, self.splits["train"], int(dc.image_size))
-        view = GlobalOrderView(source, local_batch_size, seed)
+        view = GlobalOrderView(source, local_batch_size, seed, start_step)
         if dc.num_workers > 0:
             from absl import flags
 

@@ -31,9 +31,12 @@ class DataModule(Protocol):
     def num_examples(self, split: str) -> int:
         """Number of examples of ``split`` (``train``, ``val`` or ``test``) over all processes."""
 
-    def train_iterator(self, local_batch_size: int, seed: int) -> Iterator[dict]:
+    def train_iterator(
+        self, local_batch_size: int, seed: int, start_step: int = 0
+    ) -> Iterator[dict]:
         """Endless, shuffled (reshuffled every epoch), per-process batches with
-        ``get_state``/``set_state`` (a grain ``DataLoader`` iterator), remainder dropped."""
+        ``get_state``/``set_state`` (a grain ``DataLoader`` iterator), remainder dropped,
+        starting at global step ``start_step``."""
 
     def eval_batches(self, split: str, local_batch_size: int) -> Iterator[dict]:
         """Every example of ``split`` exactly once across processes, padded (``mask`` False) to
@@ -90,11 +93,20 @@ class GlobalOrderView:
     own rows, yet the global batches (content and order) are the same for any number of
     processes, so a 2-process run reproduces a 1-process run. The remainder of an epoch
     (``N mod G`` records) is dropped. Element ``k`` of the view is a pure function of ``k``:
-    grain's iterator state (one integer) is the data position.
+    grain's iterator state (one integer) is the data position, and ``start_step`` positions a
+    new view at any global step without reading the data before it.
     """
 
-    def __init__(self, source, local_batch_size: int, seed: int, num_epochs: int = 10_000):
+    def __init__(
+        self,
+        source,
+        local_batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        num_epochs: int = 10_000,
+    ):
         self._source = source
+        self._start = int(start_step) * local_batch_size
         self._local = local_batch_size
         self._global = local_batch_size * jax.process_count()
         self._proc = jax.process_index()
@@ -110,12 +122,13 @@ class GlobalOrderView:
         self._perm = None
 
     def __len__(self) -> int:
-        return self.steps_per_epoch * self._local * self._num_epochs
+        return self.steps_per_epoch * self._local * self._num_epochs - self._start
 
     def __repr__(self) -> str:
         return (
             f"GlobalOrderView({self._source!r}, local_batch={self._local}, "
-            f"global_batch={self._global}, process={self._proc}, seed={self._seed})"
+            f"global_batch={self._global}, process={self._proc}, seed={self._seed}, "
+            f"start_step={self._start // self._local})"
         )
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -127,15 +140,17 @@ class GlobalOrderView:
 
     def __getitem__(self, k: int):
         per_epoch = self.steps_per_epoch * self._local
-        epoch, r = divmod(int(k), per_epoch)
+        epoch, r = divmod(int(k) + self._start, per_epoch)
         b, j = divmod(r, self._local)
         pos = b * self._global + self._proc * self._local + j
         return self._source[int(self._permutation(epoch)[pos])]
 
 
-def global_order_loader(source, local_batch_size: int, seed: int, worker_count: int = 0):
+def global_order_loader(
+    source, local_batch_size: int, seed: int, worker_count: int = 0, start_step: int = 0
+):
     """A checkpointable grain ``DataLoader`` iterator over ``GlobalOrderView(source, ...)``."""
-    view = GlobalOrderView(source, local_batch_size, seed)
+    view = GlobalOrderView(source, local_batch_size, seed, start_step)
     sampler = grain.IndexSampler(
         num_records=len(view),
         shard_options=grain.NoSharding(),
@@ -178,9 +193,11 @@ class ArrayDataModule:
     def num_examples(self, split: str) -> int:
         return len(self.splits[split])
 
-    def train_iterator(self, local_batch_size: int, seed: int):
+    def train_iterator(self, local_batch_size: int, seed: int, start_step: int = 0):
         source = _Records(self.arrays, self.splits["train"])
-        return global_order_loader(source, local_batch_size, seed, self.worker_count)
+        return global_order_loader(
+            source, local_batch_size, seed, self.worker_count, start_step=start_step
+        )
 
     def eval_batches(self, split: str, local_batch_size: int):
         source = _Records(self.arrays, self.splits[split])

@@ -363,10 +363,8 @@ def train_and_evaluate(
         abstract = _abstract_state(model, tx, config.data.image_size, mesh)
         state, meta, iter_ok = ckpt_lib.restore(manager, latest, abstract, data_iter=train_iter)
         start_epoch = int(meta["epoch"])
-        if not iter_ok:
-            train_iter = data.train_iterator(local_batch, config.seed)
-            for _ in range(start_epoch * steps_per_epoch):  # positions only, no device work
-                next(train_iter)
+        if not iter_ok:  # e.g. resumed on another number of processes
+            train_iter = data.train_iterator(local_batch, config.seed, start_step=int(latest))
         _log(f"resumed from {workdir / 'checkpoints'} step {latest} (epoch {start_epoch})")
         _keep_history(workdir, start_epoch)
     else:

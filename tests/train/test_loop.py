@@ -1,6 +1,7 @@
 """train_and_evaluate end to end on a tiny model: artefacts, honest report, resume, NaN."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -133,12 +134,20 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
     partial = train_and_evaluate(config, tmp_path, data=data, stop_after_steps=1, **kwargs)
     assert partial == {} and not (tmp_path / "report.json").exists()
     assert [h["epoch"] for h in read_history(tmp_path)] == [1]
+    # A copy without the saved data position, as after a change in the number of processes:
+    # the iterator is re-positioned from the step number instead.
+    shutil.copytree(tmp_path, tmp_path.with_name(tmp_path.name + "_noiter"))
+    no_iter = tmp_path.with_name(tmp_path.name + "_noiter")
+    (step_dir,) = [p for p in (no_iter / "checkpoints").iterdir() if p.name.isdigit()]
+    shutil.rmtree(step_dir / "data_iter")
     # Second process: same command, same workdir, fresh data module and iterator.
     resumed = train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+    train_and_evaluate(config, no_iter, data=helpers.data_module(), **kwargs)
     a = _final_state(workdir, config)
     b = _final_state(tmp_path, config)
     assert int(a.step) == int(b.step)
     assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert helpers.tree_allclose(a, _final_state(no_iter, config), rtol=1e-6, atol=1e-7)
     h_a, h_b = read_history(workdir), read_history(tmp_path)
     np.testing.assert_allclose(
         [h["train_loss"] for h in h_a], [h["train_loss"] for h in h_b], rtol=1e-6

@@ -6,10 +6,12 @@ import json
 import jax
 import numpy as np
 import pytest
+from flax import traverse_util
 
-from cervix_jax import data
+from cervix_jax import data, models
 from cervix_jax.train import restore_inference_variables, train_and_evaluate
 from cervix_jax.train._sipakmed import SipakmedDataModule
+from cervix_jax.train.loop import apply_init_from
 from configs import rca
 
 
@@ -45,3 +47,18 @@ def test_synthetic_sipakmed_end_to_end(tmp_path):
         np.asarray(logits)[keep][order], pred["logits"], rtol=1e-4, atol=1e-5
     )
     assert jax.tree.leaves(variables)[0].sharding.num_devices == len(jax.devices())
+
+    # init_from: another run's workdir, or a converted checkpoint directory. Everything but
+    # the classifier head comes from the source.
+    fresh = models.init_variables(model, jax.random.PRNGKey(42), 32)
+    converted = models.save_converted(variables, tmp_path / "converted")
+    for source in (tmp_path, converted):
+        merged = apply_init_from(fresh, str(source))
+        flat_m = traverse_util.flatten_dict(merged)
+        flat_src = traverse_util.flatten_dict(jax.tree.map(np.asarray, variables))
+        flat_fresh = traverse_util.flatten_dict(fresh)
+        heads = [k for k in flat_m if k[1] == models.torchvision.HEAD]
+        assert heads and len(heads) < len(flat_m)
+        for k, v in flat_m.items():
+            expected = flat_fresh[k] if k in heads else flat_src[k]
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(expected), err_msg=str(k))
