@@ -21,6 +21,7 @@ from cervix_jax.explain.integrated_gradients import (
     integrated_gradients,
     integrated_gradients_adaptive,
     integrated_gradients_batch,
+    integrated_gradients_batch_adaptive,
     paper_integrated_gradients,
 )
 from cervix_jax.explain.quadrature import METHODS, points_and_weights
@@ -58,6 +59,7 @@ __all__ = [
     "integrated_gradients",
     "integrated_gradients_adaptive",
     "integrated_gradients_batch",
+    "integrated_gradients_batch_adaptive",
     "localisation_metrics",
     "localisation_ratio",
     "make_baselines",

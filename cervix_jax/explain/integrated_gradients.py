@@ -102,6 +102,8 @@ def _ig_single(
     """(attributions [H, W, C], completeness error [], f(x) - f(b) []) for one image/baseline."""
     alphas, weights = _chunked_schedule(method, steps, chunk_size)
     x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # e.g. uint8 images: gradients need floats
+        x = x.astype(jnp.float32)
     baseline = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
     diff = x - baseline
     score = lambda z: f(z, *f_args)
@@ -240,12 +242,16 @@ def integrated_gradients_batch(
         [B, K, H, W, C]; attributions are averaged over the K baselines (the paper used K=10
         uniform random images), the K axis being vmapped, not looped over.
       targets: [B] int class indices passed to ``f``, or None.
-      steps, method, chunk_size, f_args: as in ``integrated_gradients``.
+      steps, method, chunk_size, f_args: as in ``integrated_gradients``. Images and baselines
+        are vmapped too, so one chunk evaluates ``B * K * chunk_size`` gradients at once: size
+        ``chunk_size`` (or B) for the memory you have.
 
     Returns:
       ``IGResult(attributions [B, H, W, C], completeness_error [B], score_difference [B])``.
     """
     images = jnp.asarray(images)
+    if not jnp.issubdtype(images.dtype, jnp.floating):  # uint8 images: attribute in float32
+        images = images.astype(jnp.float32)
     baselines = _broadcast_baselines(images, baselines)
     if targets is not None:
         targets = jnp.asarray(targets, jnp.int32)
@@ -294,6 +300,44 @@ def integrated_gradients_adaptive(
         scale = max(abs(float(delta)), 1e-12) if relative else 1.0
         if abs(float(error)) / scale < tol or steps * 2 > max_steps:
             return attributions, error, steps
+        steps *= 2
+
+
+def integrated_gradients_batch_adaptive(
+    f: ScoreFn,
+    images: jax.Array,
+    baselines: jax.Array | float = 0.0,
+    targets: jax.Array | None = None,
+    *,
+    tol: float = 1e-2,
+    start_steps: int = 16,
+    max_steps: int = 1024,
+    method: str = "gausslegendre",
+    chunk_size: int | None = None,
+    f_args: Sequence[Any] = (),
+) -> tuple[IGResult, int]:
+    """``integrated_gradients_batch`` with ``steps`` doubled until every image's relative
+    completeness error ``|error| / |f(x) - mean_k f(b_k)|`` is below ``tol``.
+
+    Returns ``(IGResult, steps_used)``; at ``max_steps`` the last result is returned.
+    """
+    steps = int(start_steps)
+    while True:
+        result = integrated_gradients_batch(
+            f,
+            images,
+            baselines,
+            targets,
+            steps=steps,
+            method=method,
+            chunk_size=chunk_size,
+            f_args=f_args,
+        )
+        relative = np.abs(np.asarray(result.completeness_error)) / np.maximum(
+            np.abs(np.asarray(result.score_difference)), 1e-12
+        )
+        if float(relative.max()) < tol or steps * 2 > max_steps:
+            return result, steps
         steps *= 2
 
 

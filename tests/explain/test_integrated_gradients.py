@@ -182,11 +182,11 @@ def test_adaptive_doubles_until_tolerance(softplus_net):
     f, args = softplus_net
     x = _image(30)
     attributions, error, steps = explain.integrated_gradients_adaptive(
-        f, x, 0.0, tol=1e-3, start_steps=4, method="riemann_left", f_args=args
+        f, x, 0.0, tol=2e-2, start_steps=4, method="riemann_left", f_args=args
     )
     assert steps > 4 and steps & (steps - 1) == 0
-    assert _relative_error(f, args, x, steps, "riemann_left") < 1e-3
-    assert _relative_error(f, args, x, steps // 2, "riemann_left") >= 1e-3
+    assert _relative_error(f, args, x, steps, "riemann_left") < 2e-2
+    assert _relative_error(f, args, x, steps // 2, "riemann_left") >= 2e-2
     reference, _ = explain.integrated_gradients(
         f, x, 0.0, steps=steps, method="riemann_left", f_args=args
     )
@@ -216,3 +216,28 @@ def test_paper_preset_keeps_completeness_in_pixel_space():
         total - result.completeness_error, result.score_difference, rtol=1e-4
     )
     assert np.all(result.score_difference < probabilities[jnp.arange(2), predicted])
+
+
+def test_uint8_images_are_attributed_in_float():
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3)), jnp.uint8)
+    baseline = jnp.full((SIZE, SIZE, 3), 0.5)
+    attributions, _ = explain.integrated_gradients(linear_f, x, baseline, steps=3)
+    np.testing.assert_allclose(attributions, W * (x - 0.5), rtol=1e-5, atol=1e-4)
+    batched = explain.integrated_gradients_batch(linear_f, x[None], baseline, steps=3)
+    np.testing.assert_allclose(batched.attributions[0], W * (x - 0.5), rtol=1e-5, atol=1e-4)
+
+
+def test_batch_adaptive_reaches_tolerance_for_every_image(softplus_net):
+    f, (target, variables) = softplus_net
+    images = jnp.stack([_image(50), _image(51)])
+    result, steps = explain.integrated_gradients_batch_adaptive(
+        lambda x, v: f(x, target, v),
+        images,
+        0.0,
+        tol=2e-2,
+        start_steps=4,
+        method="riemann_left",
+        f_args=(variables,),
+    )
+    relative = np.abs(result.completeness_error) / np.abs(result.score_difference)
+    assert steps > 4 and np.all(relative < 2e-2)
