@@ -125,6 +125,9 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
         fold_config = config.copy_and_resolve_references()
         with fold_config.unlocked():
             fold_config.data.fold = k
+            if fold_config.data.synthetic and not fold_config.data.tfds_data_dir:
+                # One synthetic replica for all folds, not one per fold.
+                fold_config.data.tfds_data_dir = os.fspath(workdir.absolute() / "tfds")
         fold_dir = workdir / f"fold_{k}"
         done = fold_dir / "report.json"
         if done.exists() and json.loads(done.read_text()).get("fold") == k:
@@ -149,7 +152,11 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from absl import logging
+
     from cervix_jax.train.distributed import initialize_distributed
+
+    logging.set_verbosity(logging.WARNING)
 
     initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from cervix_jax.train import user_errors
