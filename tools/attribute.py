@@ -34,7 +34,9 @@ _IG_METHOD = flags.DEFINE_enum(
     ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"],
     "Quadrature rule of integrated gradients (captum's names).",
 )
-_CHUNK = flags.DEFINE_integer("chunk_size", 0, "IG points per vmapped chunk (0 = all at once).")
+_CHUNK = flags.DEFINE_integer(
+    "chunk_size", 0, "IG points per vmapped chunk (0 = automatic: ~32 gradient passes per device)."
+)
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split to attribute.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "First N images of the split (0 = all).")
 _BASELINE = flags.DEFINE_enum(

@@ -38,6 +38,9 @@ from cervix_jax.explain.gradcam import gradcam, inference_variables
 from cervix_jax.explain.integrated_gradients import integrated_gradients_batch
 
 METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad")
+# Gradient passes evaluated together per device when the chunk size is automatic: ResNet-50 at
+# 224 px needs ~90 MB per pass (bench/attribution.py), so ~3 GB.
+PASSES_PER_DEVICE = 32
 METRIC_KEYS: tuple[str, ...] = (
     "completeness_error",
     "localisation_cells",
@@ -56,7 +59,9 @@ class Settings:
       method: ``ig`` | ``gradient`` | ``gradcam`` | ``smoothgrad`` (over the input gradient).
       steps: IG quadrature points.
       ig_method: quadrature rule (``quadrature.METHODS``).
-      chunk_size: IG points per vmapped chunk (None = all).
+      chunk_size: IG points per vmapped chunk; None = automatic, about
+        ``PASSES_PER_DEVICE`` gradient passes at once per device (``attribute_split`` divides
+        it by the images per device and the number of baselines, which are vmapped too).
       baseline: ``black`` | ``uniform`` (``num_baselines`` draws, averaged) | ``blurred``.
       num_baselines: K for uniform baselines (the paper: 10).
       target: ``predicted`` | ``label`` | a class index.
@@ -151,6 +156,7 @@ def _maps(model, normalize, settings: Settings, variables, images, targets_, key
                 k,
                 num_samples=settings.smoothgrad_samples,
                 noise_level=settings.smoothgrad_noise,
+                batch_size=min(settings.smoothgrad_samples, PASSES_PER_DEVICE),
             )
 
         return jax.vmap(one)(images, targets_, keys), nan
@@ -369,6 +375,10 @@ def attribute_split(
         raise ValueError(
             f"global batch {global_batch} does not split over {jax.process_count()} processes."
         )
+    if settings.method == "ig" and settings.chunk_size is None:
+        k = settings.num_baselines if settings.baseline == "uniform" else 1
+        chunk = max(1, min(settings.steps, PASSES_PER_DEVICE // (per_device_batch * k)))
+        settings = dataclasses.replace(settings, chunk_size=chunk)
     variables = jax.device_put(variables, replicated)
     key = jax.random.key(settings.seed)
     random_variables = None
@@ -444,6 +454,7 @@ def attribute_split(
             if settings.method == "ig" and settings.baseline == "uniform"
             else None
         ),
+        "chunk_size": settings.chunk_size if settings.method == "ig" else None,
         "deletion_steps": settings.deletion_steps,
         "workdir": os.fspath(workdir),
         "model": config.model.name,
