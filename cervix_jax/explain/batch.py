@@ -213,7 +213,7 @@ def explain_step(
     curves = scores.deletion_insertion(
         probability,
         images,
-        heatmaps,
+        attributions,
         target,
         steps=settings.deletion_steps,
         f_args=(variables,),

@@ -141,7 +141,8 @@ def deletion_insertion(
       f: score, ``f(image, target, *f_args)`` (or ``f(image, *f_args)`` without targets); use
         the target's softmax probability as the paper does.
       images: [B, H, W, C]; heatmaps: [B, H, W] (or attributions [B, H, W, C], reduced by
-        ``to_heatmap``), higher = more important.
+        their channel mean with the sign kept), higher = more important; ties are taken in
+        raster order.
       steps: curve has ``steps + 1`` points, ``round(k * H * W / steps)`` pixels changed at k.
       deletion_baseline: what deleted pixels become (0 = black in pixel space), broadcastable
         to images.
@@ -155,8 +156,8 @@ def deletion_insertion(
     """
     images = jnp.asarray(images, jnp.float32)
     heatmaps = jnp.asarray(heatmaps, jnp.float32)
-    if heatmaps.ndim == 4:
-        heatmaps = jax.vmap(to_heatmap)(heatmaps)
+    if heatmaps.ndim == 4:  # signed channel mean: negative evidence is removed last
+        heatmaps = heatmaps.mean(axis=-1)
     deleted = jnp.broadcast_to(jnp.asarray(deletion_baseline, jnp.float32), images.shape)
     start = (
         None

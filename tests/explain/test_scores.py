@@ -104,3 +104,14 @@ def test_spearman_and_sanity_check():
     np.testing.assert_allclose(
         explain.sanity_check(maps, -maps, absolute=False), [-1.0] * 3, rtol=1e-5
     )
+
+
+def test_deletion_order_keeps_the_sign_of_attributions():
+    # Two bright pixels; the one with negative attribution must be deleted last, not in
+    # raster order among the zero-attribution pixels.
+    image = jnp.zeros((4, 4, 1)).at[0, 1, 0].set(255.0).at[3, 3, 0].set(255.0)
+    attributions = jnp.zeros((4, 4, 1)).at[3, 3, 0].set(1.0).at[0, 1, 0].set(-1.0)
+    out = explain.deletion_insertion(
+        lambda x: jnp.sum(x) / 510.0, image[None], attributions[None], steps=16
+    )
+    np.testing.assert_allclose(out["deletion_curve"][0], [1.0] + [0.5] * 15 + [0.0], atol=1e-6)
