@@ -155,7 +155,11 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any]) -> dict[str, Any]
         if tuple(tensors[k].shape) != expected[k]
     ]
     if missing or unexpected or mismatched:
-        lines = [f"state dict does not match torchvision {arch}:"]
+        found = len(set(expected) & set(tensors))
+        lines = [
+            f"state dict does not match torchvision {arch} ({found} of {len(expected)} expected "
+            "keys found):"
+        ]
         for title, items in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),
@@ -216,7 +220,11 @@ def merge_pretrained(
             merged[path] = jnp.asarray(source, dtype=value.dtype)
     unused = sorted("/".join(p) for p in set(flat_pre) - set(flat_fresh) if not is_head(p))
     if mismatched or unused:
-        lines = ["pretrained weights do not fit the model:"]
+        found = len(flat_fresh) - len(kept_fresh) + len(mismatched)
+        lines = [
+            f"pretrained weights do not fit the model ({found} of {len(flat_fresh)} model "
+            "values found in them):"
+        ]
         if mismatched:
             lines.append(f"  shape mismatches ({len(mismatched)}):")
             lines.extend(f"    {m}" for m in mismatched)

@@ -1,0 +1,184 @@
+"""Real forward passes on the tiny variants: shapes, train vs eval, Grad-CAM hook, odd sizes,
+bilinear upsampling, and overfitting a batch of 8 images."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cervix_jax import models
+from cervix_jax.models.residual_attention import upsample_bilinear
+from tests.models.conftest import TINY_NAMES
+
+
+def _images(n: int, size: int, seed: int = 0) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), (n, size, size, 3), jnp.float32)
+
+
+@pytest.mark.parametrize("name", TINY_NAMES)
+def test_tiny_forward_shapes_and_last_conv(tiny, name):
+    model, variables = tiny(name)
+    assert set(variables) == {"params", "batch_stats"}
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]))(
+        variables, _images(2, 64)
+    )
+    assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+    assert np.all(np.isfinite(logits))
+    # The Grad-CAM map is a top-level entry, [B, 64/32, 64/32, C].
+    (last_conv,) = state["intermediates"]["last_conv"]
+    assert last_conv.shape[:3] == (2, 2, 2)
+    assert np.all(np.asarray(last_conv) >= 0)  # taken after the final ReLU
+
+
+def test_init_variables_accepts_shapes_and_is_deterministic(tiny):
+    model, variables = tiny("resnet50_tiny")
+    again = models.init_variables(model, jax.random.key(0), (4, 48, 40, 3))
+    jax.tree.map(np.testing.assert_array_equal, variables, again)
+    other = models.init_variables(model, jax.random.key(1), 32)
+    assert not np.array_equal(
+        other["params"]["conv1"]["kernel"], again["params"]["conv1"]["kernel"]
+    )
+    with pytest.raises(ValueError, match="input_shape"):
+        models.init_variables(model, jax.random.key(0), (32, 32))
+
+
+@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_rca_tiny", "attention56_tiny"])
+def test_train_and_eval_modes(tiny, name):
+    model, variables = tiny(name)
+    x = _images(4, 32, seed=1)
+
+    def run(v, x, train, seed):
+        return model.apply(
+            v, x, train=train, rngs={"dropout": jax.random.key(seed)}, mutable=["batch_stats"]
+        )
+
+    run = jax.jit(run, static_argnums=2)
+
+    # Eval: deterministic whatever the dropout key, running statistics untouched.
+    eval_a, eval_state = run(variables, x, False, 0)
+    eval_b, _ = run(variables, x, False, 1)
+    np.testing.assert_array_equal(eval_a, eval_b)
+    jax.tree.map(np.testing.assert_array_equal, eval_state["batch_stats"], variables["batch_stats"])
+
+    # Train: dropout depends on the key (and is reproducible with the same key).
+    train_a, train_state = run(variables, x, True, 0)
+    train_b, _ = run(variables, x, True, 1)
+    train_a2, _ = run(variables, x, True, 0)
+    np.testing.assert_array_equal(train_a, train_a2)
+    assert not np.allclose(train_a, train_b)
+    assert not np.allclose(train_a, eval_a)
+
+    # Train updates every BatchNorm's running statistics, with torch's momentum 0.1.
+    old = jax.tree.leaves(variables["batch_stats"])
+    new = jax.tree.leaves(train_state["batch_stats"])
+    assert len(old) == len(new) > 0
+    assert all(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
+
+
+def test_batch_norm_running_mean_uses_torch_momentum(tiny):
+    model, variables = tiny("resnet50_tiny")
+    x = _images(4, 32, seed=2)
+    _, state = model.apply(
+        variables,
+        x,
+        train=True,
+        rngs={"dropout": jax.random.key(0)},
+        mutable=["batch_stats", "intermediates"],
+        capture_intermediates=lambda mdl, _: mdl.name == "conv1" and mdl.scope.path == ("conv1",),
+    )
+    (stem,) = state["intermediates"]["conv1"]["__call__"]
+    batch_mean = np.asarray(stem).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(
+        state["batch_stats"]["bn1"]["mean"], 0.1 * batch_mean, rtol=1e-5, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_tiny", "attention56_tiny"])
+def test_last_conv_gradient_through_perturbation(tiny, name):
+    """d logit_c / d last_conv = W_head[:, c] / (h * w) exactly (mean pool then dense)."""
+    model, variables = tiny(name)
+    x = _images(2, 64, seed=3)
+    perturbation = models.last_conv_perturbation(model, x.shape)
+    assert jax.tree.map(jnp.shape, perturbation) == {"last_conv": (2, 2, 2, model_width(model))}
+
+    def score(p):
+        logits = model.apply({**variables, "perturbations": p}, x, train=False)
+        return logits[:, 3].sum(), logits
+
+    (_, logits), grads = jax.value_and_grad(score, has_aux=True)(perturbation)
+    np.testing.assert_allclose(logits, model.apply(variables, x, train=False), rtol=1e-6)
+    w = np.asarray(variables["params"]["head"]["kernel"][:, 3]) / 4.0
+    np.testing.assert_allclose(grads["last_conv"], np.broadcast_to(w, (2, 2, 2, w.size)), rtol=1e-5)
+
+
+def model_width(model) -> int:
+    variables = models.abstract_variables(model, 32)
+    return variables["params"]["head"]["kernel"].shape[0]
+
+
+@pytest.mark.parametrize("size", [72, 100])
+def test_attention_net_any_input_size(tiny, size):
+    model, variables = tiny("attention92_tiny")
+    logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, _images(1, size))
+    assert logits.shape == (1, 5) and np.all(np.isfinite(logits))
+    # The full Attention-92 traces at the same odd sizes (shapes only).
+    full = models.create_model("attention92", 5)
+    out = jax.eval_shape(
+        lambda v, x: full.apply(v, x, train=False),
+        models.abstract_variables(full, size),
+        jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
+    )
+    assert out.shape == (1, 5)
+
+
+def test_upsample_bilinear_conventions():
+    x = jax.random.normal(jax.random.key(0), (2, 4, 7, 3))
+    # Half-pixel centres: the same as jax.image.resize's linear upsampling.
+    np.testing.assert_allclose(
+        upsample_bilinear(x, (7, 13), align_corners=False),
+        jax.image.resize(x, (2, 7, 13, 3), method="linear"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # align_corners=True (torch UpsamplingBilinear2d): corners kept, ramps stay exact ramps.
+    y = upsample_bilinear(x, (7, 13), align_corners=True)
+    np.testing.assert_allclose(
+        y[:, [0, -1]][:, :, [0, -1]], x[:, [0, -1]][:, :, [0, -1]], rtol=1e-6
+    )
+    ramp = jnp.broadcast_to(jnp.arange(4.0)[None, :, None, None], (1, 4, 5, 1))
+    up = upsample_bilinear(ramp, (10, 5), align_corners=True)
+    np.testing.assert_allclose(up[0, :, 0, 0], np.linspace(0.0, 3.0, 10), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", TINY_NAMES)
+def test_tiny_model_overfits_a_batch_of_8(tiny, name):
+    _, variables = tiny(name)
+    # Same parameters, dropout off: the test is about fitting capacity and gradients.
+    model = models.create_model(name, 5, dropout_rate=0.0)
+    x = _images(8, 32, seed=4)
+    y = jnp.array([0, 1, 2, 3, 4, 0, 1, 2])
+    tx = optax.adam(1e-2)
+
+    @jax.jit
+    def step(params, batch_stats, opt_state):
+        def loss_fn(p):
+            logits, new = model.apply(
+                {"params": p, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+            )
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new
+
+        (loss, new), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new["batch_stats"], opt_state, loss
+
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    opt_state = tx.init(params)
+    losses = []
+    for _ in range(40):
+        params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state)
+        losses.append(float(loss))
+    assert losses[0] > 1.0, losses
+    assert min(losses[-5:]) < 0.05, losses
