@@ -168,11 +168,14 @@ def _normalize_fn(normalize_fn=None):
 
 
 def _abstract_state(model, tx, image_size: int, mesh) -> Any:
-    def init() -> TrainState:
-        variables = _init_variables(model, jax.random.PRNGKey(0), image_size)
+    """``ShapeDtypeStruct`` tree of the ``TrainState`` (restore target), no computation."""
+    from cervix_jax import models
+
+    def init(variables) -> TrainState:
         return create_state(variables, tx, jax.random.PRNGKey(0))
 
-    return ckpt_lib.abstract_like(jax.eval_shape(init), mesh_lib.replicated(mesh))
+    abstract_vars = models.abstract_variables(model, image_size)
+    return ckpt_lib.abstract_like(jax.eval_shape(init, abstract_vars), mesh_lib.replicated(mesh))
 
 
 # --------------------------------------------------------------------------------------------
