@@ -12,6 +12,14 @@ overlay | method overlay) and ``<image_id>.npy`` (raw attributions, [S, S, 3] or
 Grad-CAM); ``attribution_metrics.json`` and ``.md`` with, for each metric, the mean over the
 split and the per-image values. ``completeness_error`` is relative (``|sum(attr) - (f(x) -
 f(b))| / |f(x) - f(b)|``) and defined for IG only (null otherwise).
+
+Baselines. The default is the paper's: uniform random images in [0, 255], averaged over
+``num_baselines`` draws. A black baseline is 10x cheaper but a poor fit for cytology: the
+slide background is bright, ``x - 0`` is largest there, and IG spreads over it. Measured on the
+``make demo`` model (densenet121_rca, 64 px, 4 test images, 50 steps): cell / nucleus
+localisation 1.04 / 0.71 with black, 2.47 / 3.45 with 10 uniform baselines (the input gradient
+alone already points at the cells). Blurred baselines differ from the image mostly around the
+cells, which inflates localisation even for random weights (tests/explain/test_batch.py).
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ class Settings:
     steps: int = 50
     ig_method: str = "gausslegendre"
     chunk_size: int | None = None
-    baseline: str = "black"
+    baseline: str = "uniform"
     num_baselines: int = 10
     target: str = "predicted"
     score: str = "probability"
