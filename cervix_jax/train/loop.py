@@ -579,6 +579,12 @@ def evaluate(
     )
     manager.close()
     eval_step = make_eval_step(model, mesh, normalize_fn=_normalize_fn(normalize_fn))
-    return final_report(
+    report = final_report(
         workdir, config, eval_step, inference_variables(state), data, mesh, step=step, split=split
     )
+    _log(
+        f"{split} ({report['num_examples']} images, checkpoint step {step}): accuracy "
+        f"{report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
+        f"macro F1 {report['macro_f1']:.4f}; report in {workdir / 'report.json'}"
+    )
+    return report
