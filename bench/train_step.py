@@ -3,7 +3,8 @@
     python bench/train_step.py --model=densenet121_rca --image_size=224 --batch_size=16
 
 Prints one JSON line per measurement: model, image_size, batch_size, dtype, devices,
-compile_s, images_per_s (median over repeats) with its min/max, steps per repeat, peak RSS.
+compile_s, images_per_s (median over repeats) with its min/max, steps per repeat, peak RSS of
+the process (one process per model).
 Standalone: random uint8 images, the real step (augment + normalise on device, Adam, BatchNorm).
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,11 +105,17 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    for name in args.model.split(","):
-        result = measure(
-            name.strip(), args.image_size, args.batch_size, args.dtype, args.steps, args.repeats
-        )
-        print(json.dumps(result), flush=True)
+    names = [n.strip() for n in args.model.split(",") if n.strip()]
+    if len(names) > 1:
+        # One process per model: peak RSS and compile caches are then the model's own.
+        rest = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--model")]
+        for name in names:
+            subprocess.run([sys.executable, __file__, f"--model={name}", *rest], check=True)
+        return
+    result = measure(
+        names[0], args.image_size, args.batch_size, args.dtype, args.steps, args.repeats
+    )
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
