@@ -4,7 +4,9 @@ paper's classification head and the Grad-CAM feature map hook.
 Why these settings: the modules are meant to load torchvision weights and reproduce its logits,
 so BatchNorm uses torchvision's ``eps=1e-5`` and momentum 0.1 (Flax counts momentum the other
 way: 0.9), and every convolution pads explicitly like PyTorch (``'SAME'`` pads stride-2 convs
-differently from PyTorch on even sizes).
+differently from PyTorch on even sizes). One difference remains in training only: Flax's
+running variance averages the biased batch variance, PyTorch's the unbiased one (a factor
+n / (n - 1), n = batch x height x width values per channel: under 0.2% at batch 16 on 7x7).
 """
 
 from __future__ import annotations

@@ -81,14 +81,16 @@ def test_train_and_eval_modes(tiny, name):
 def test_batch_norm_running_mean_uses_torch_momentum(tiny):
     model, variables = tiny("resnet50_tiny")
     x = _images(4, 32, seed=2)
-    _, state = model.apply(
-        variables,
-        x,
-        train=True,
-        rngs={"dropout": jax.random.key(0)},
-        mutable=["batch_stats", "intermediates"],
-        capture_intermediates=lambda mdl, _: mdl.name == "conv1" and mdl.scope.path == ("conv1",),
-    )
+    _, state = jax.jit(
+        lambda v, x: model.apply(
+            v,
+            x,
+            train=True,
+            rngs={"dropout": jax.random.key(0)},
+            mutable=["batch_stats", "intermediates"],
+            capture_intermediates=lambda mdl, _: mdl.scope.path == ("conv1",),
+        )
+    )(variables, x)
     (stem,) = state["intermediates"]["conv1"]["__call__"]
     batch_mean = np.asarray(stem).mean(axis=(0, 1, 2))
     np.testing.assert_allclose(
@@ -182,3 +184,18 @@ def test_tiny_model_overfits_a_batch_of_8(tiny, name):
         losses.append(float(loss))
     assert losses[0] > 1.0, losses
     assert min(losses[-5:]) < 0.05, losses
+
+
+def test_bfloat16_forward_tracks_float32(tiny):
+    _, variables = tiny("densenet121_rca_tiny")
+    x = _images(4, 32, seed=5)
+    logits = {}
+    for dtype in ("float32", "bfloat16"):
+        model = models.create_model("densenet121_rca_tiny", 5, dtype=dtype)
+        logits[dtype] = jax.jit(lambda v, x, m=model: m.apply(v, x, train=False))(variables, x)
+    assert logits["bfloat16"].dtype == jnp.float32
+    scale = float(jnp.abs(logits["float32"]).max())
+    error = float(jnp.abs(logits["bfloat16"] - logits["float32"]).max())
+    assert 0 < error < 0.05 * scale  # computed in bfloat16 (not identical), yet close
+    up = upsample_bilinear(x.astype(jnp.bfloat16), (40, 40), align_corners=True)
+    assert up.dtype == jnp.bfloat16
