@@ -3,13 +3,15 @@ a small config."""
 
 from __future__ import annotations
 
+import time
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cervix_jax.data.augment import augment, normalize
-from cervix_jax.train.data_module import ArrayDataModule
+from cervix_jax.train.data_module import ArrayDataModule, _Records, global_order_loader
 from configs import default
 
 CLASS_NAMES = ("a", "b", "c", "d", "e")
@@ -105,3 +107,32 @@ __all__ = ["jnp", "nn"]
 def multihost_config():
     """The run of the multi-host test (2 processes x 2 devices vs 1 process x 4 devices)."""
     return small_config(num_epochs=2)
+
+
+class _SlowRecords(_Records):
+    """Records that take ``delay_s`` to read, so that a run lasts long enough to be killed
+    mid-epoch; same ``repr`` as ``_Records``, so the resumed run's grain iterator accepts the
+    saved position."""
+
+    def __init__(self, arrays, indices, delay_s: float):
+        super().__init__(arrays, indices)
+        self._delay_s = delay_s
+
+    def __getitem__(self, i: int) -> dict:
+        time.sleep(self._delay_s)
+        return super().__getitem__(i)
+
+
+class SlowArrayDataModule(ArrayDataModule):
+    def __init__(self, *args, delay_s: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+
+    def train_iterator(self, local_batch_size: int, seed: int, start_step: int = 0):
+        source = _SlowRecords(self.arrays, self.splits["train"], self.delay_s)
+        return global_order_loader(source, local_batch_size, seed, start_step=start_step)
+
+
+def slow_data_module(delay_s: float = 0.5) -> SlowArrayDataModule:
+    dm = data_module()
+    return SlowArrayDataModule(dm.arrays, dm.splits, dm.class_names, delay_s=delay_s)

@@ -2,6 +2,11 @@
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +21,7 @@ from cervix_jax.train.loop import _abstract_state, read_history
 from cervix_jax.train.optim import make_optimizer
 from tests.train import helpers
 
+ROOT = Path(__file__).resolve().parents[2]
 REPORT_KEYS = {
     "accuracy",
     "balanced_accuracy",
@@ -178,3 +184,36 @@ def test_nan_loss_stops_before_a_poisoned_checkpoint(tmp_path):
     manager = ckpt_lib.make_manager(tmp_path / "checkpoints", read_only=True)
     assert list(manager.all_steps()) == [steps_per_epoch]
     assert [h["epoch"] for h in read_history(tmp_path)] == [1]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(trained, tmp_path):
+    """A real kill (SIGKILL, mid-epoch, maybe mid-save), then the same command again."""
+    workdir, config, _, report = trained
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/train/kill_worker.py"), str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # Orbax renames a checkpoint into place only when it is complete.
+        while not (tmp_path / "checkpoints" / "6").exists():
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into epoch 2 (grain reads 16 records at a time, 0.5 s each)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "report.json").exists()
+    resumed = train_and_evaluate(
+        config, tmp_path, data=helpers.data_module(), **helpers.run_kwargs(config)
+    )
+    assert helpers.tree_allclose(
+        _final_state(workdir, config), _final_state(tmp_path, config), rtol=1e-6, atol=1e-7
+    )
+    assert resumed["confusion_matrix"] == report["confusion_matrix"]
+    assert [h["epoch"] for h in read_history(tmp_path)] == [1, 2, 3]
