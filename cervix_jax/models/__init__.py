@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cervix_jax.models._common import LAST_CONV
+from cervix_jax.models._common import LAST_CONV, parse_dtype
 from cervix_jax.models.channel_attention import RCAB, ChannelAttention
 from cervix_jax.models.densenet import DenseNet
 from cervix_jax.models.residual_attention import ResidualAttentionNet
@@ -101,8 +101,6 @@ def create_model(name: str, num_classes: int, **options: Any) -> nn.Module:
         )
     kwargs = {**defaults, **options}
     if "dtype" in kwargs:
-        from cervix_jax.models._common import parse_dtype
-
         kwargs["dtype"] = parse_dtype(kwargs["dtype"])
     return cls(num_classes=num_classes, **kwargs)
 

@@ -7,6 +7,9 @@ equal torchvision's within 1e-4 relative on the same images (NCHW there, NHWC he
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +30,9 @@ torchvision = pytest.importorskip(
 )
 
 pytestmark = pytest.mark.parity
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import convert_torchvision  # noqa: E402
 
 RTOL = 1e-4
 
@@ -80,6 +86,35 @@ def test_pth_file_round_trip(tmp_path):
     np.testing.assert_array_equal(
         variables["params"]["head"]["kernel"], reference.classifier.weight.detach().numpy().T
     )
+
+
+def test_pth_to_training_start_end_to_end(tmp_path):
+    """.pth -> tools/convert_torchvision.py -> load_converted -> merge into a 5-class model:
+    the backbone's feature map equals torchvision's, the head is the fresh one."""
+    torch.manual_seed(0)
+    reference = torchvision.models.densenet121().eval()  # ImageNet-shaped: 1000 classes
+    _randomise_batch_norms(reference, seed=3)
+    src = tmp_path / "densenet121.pth"
+    torch.save(reference.state_dict(), src)
+    convert_torchvision.convert("densenet121", str(src), str(tmp_path / "converted"))
+
+    model = models.create_model("densenet121", 5)
+    fresh = jax.tree.map(
+        lambda s: jnp.full(s.shape, 0.5, s.dtype), models.abstract_variables(model, 64)
+    )
+    variables, kept_fresh = models.merge_pretrained(
+        fresh, models.load_converted(tmp_path / "converted")
+    )
+    assert kept_fresh == ["params/head/bias", "params/head/kernel"]
+
+    images = np.random.default_rng(4).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.relu(reference.features(torch.from_numpy(images))).numpy()
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, mutable=["intermediates"]))(
+        variables, jnp.asarray(images.transpose(0, 2, 3, 1))
+    )
+    _assert_close_relative(state["intermediates"]["last_conv"][0], expected.transpose(0, 2, 3, 1))
+    assert logits.shape == (2, 5)
 
 
 def test_channel_attention_matches_the_papers_layer():
