@@ -422,7 +422,8 @@ def train_and_evaluate(
                     _check_finite(losses[-window_steps:], epoch, last_saved)
                     elapsed = time.perf_counter() - window_start
                     # The first window holds the compilation; it is not a throughput sample.
-                    if step - window_steps > (start_epoch * steps_per_epoch):
+                    first_window = step - window_steps <= start_epoch * steps_per_epoch
+                    if not first_window:
                         timed_steps += window_steps
                         timed_seconds += elapsed
                     ips = window_steps * config.batch_size / max(elapsed, 1e-9)
@@ -433,7 +434,8 @@ def train_and_evaluate(
                     _log(
                         f"epoch {epoch}/{config.num_epochs} step {step}/{total_steps} "
                         f"loss {float(jax.device_get(m['loss'])):.4f} "
-                        f"acc {n_ok / max(n_all, 1):.3f} {ips:.1f} img/s "
+                        f"acc {n_ok / max(n_all, 1):.3f} {ips:.1f} img/s"
+                        f"{' (incl. compilation)' if first_window else ''} "
                         f"ETA {_fmt_time(eta) if math.isfinite(eta) else '?'}"
                     )
                     window_start, window_steps = time.perf_counter(), 0
