@@ -155,7 +155,11 @@ def test_upsample_bilinear_conventions():
     np.testing.assert_allclose(up[0, :, 0, 0], np.linspace(0.0, 3.0, 10), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", TINY_NAMES)
+@pytest.mark.parametrize(
+    "name",
+    # The attention nets' train step takes 15-25 s to compile on 2 cores.
+    [pytest.param(n, marks=pytest.mark.slow) if "attention" in n else n for n in TINY_NAMES],
+)
 def test_tiny_model_overfits_a_batch_of_8(tiny, name):
     _, variables = tiny(name)
     # Same parameters, dropout off: the test is about fitting capacity and gradients.
