@@ -59,15 +59,19 @@ def panel(
     titles: Sequence[str] | None = ("image", "gradient", "attribution"),
     percentile: float = 99.0,
     gap: int = 4,
+    min_size: int = 192,
 ) -> np.ndarray:
-    """The paper's panel, uint8 [H (+ title strip), 3 W + 2 gap, 3].
+    """The paper's panel, uint8 [s H (+ title strip), 3 s W + 2 gap, 3].
 
     Args:
       image: [H, W, 3] pixel values in [0, 255].
       gradient: [H, W, C] input gradient (or [H, W]).
       attributions: [H, W, C] attributions of the method (or an [H, W] map such as Grad-CAM).
       titles: one label per column, or None for no title strip (also dropped when the
-        images are narrower than 64 px).
+        columns are narrower than 64 px).
+      min_size: small images (a 64 px demo) are enlarged by the integer factor ``s`` that
+        makes their shorter side at least this, repeating pixels (no interpolation, so each
+        attribution pixel stays visible as it is); 0 keeps the native size.
     """
     image = np.clip(np.asarray(image, np.float32), 0, 255).astype(np.uint8)
     h, w = image.shape[:2]
@@ -76,6 +80,10 @@ def panel(
         overlay(image, gradient, percentile),
         overlay(image, attributions, percentile),
     ]
+    scale = max(1, -(-min_size // min(h, w))) if min_size else 1
+    if scale > 1:
+        columns = [np.repeat(np.repeat(c, scale, axis=0), scale, axis=1) for c in columns]
+        h, w = h * scale, w * scale
     if w < 64:  # the default bitmap font needs ~6 px per character
         titles = None
     strip = 12 if titles else 0

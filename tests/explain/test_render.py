@@ -35,11 +35,23 @@ def test_save_panel_writes_png_atomically(tmp_path):
     image = rng.integers(0, 255, (20, 64, 3)).astype(np.uint8)
     grad, attr = rng.normal(size=(2, 20, 64, 3))
     path = tmp_path / "sub" / "img_001.png"
-    render.save_panel(path, image, grad, attr)
+    render.save_panel(path, image, grad, attr, min_size=0)
     loaded = np.asarray(Image.open(path))
     assert loaded.shape == (20 + 12, 3 * 64 + 8, 3)
     np.testing.assert_array_equal(loaded[12:, :64], image)
     np.testing.assert_array_equal(loaded[12:, 64 + 4 : 128 + 4], render.overlay(image, grad))
-    render.save_panel(path, image[:, :20], grad[:, :20], attr[:, :20])  # narrow: no titles
-    assert np.asarray(Image.open(path)).shape == (20, 3 * 20 + 8, 3)
+    render.save_panel(path, image[:, :20], grad[:, :20], attr[:, :20], min_size=0)
+    assert np.asarray(Image.open(path)).shape == (20, 3 * 20 + 8, 3)  # narrow: no titles
     assert os.listdir(path.parent) == ["img_001.png"]
+
+
+def test_small_panels_are_enlarged_by_pixel_repetition():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (20, 30, 3)).astype(np.uint8)
+    grad, attr = rng.normal(size=(2, 20, 30, 3))
+    out = render.panel(image, grad, attr, min_size=64)  # factor ceil(64 / 20) = 4
+    assert out.shape == (12 + 80, 3 * 120 + 8, 3)
+    np.testing.assert_array_equal(out[12::4, :120:4], image)
+    np.testing.assert_array_equal(out[12 + 3 :: 4, 3:120:4], image)
+    big = render.overlay(image, attr)
+    np.testing.assert_array_equal(out[12::4, 2 * 124 : 2 * 124 + 120 : 4], big)
