@@ -172,6 +172,36 @@ class _IndexedView:
         return f"_IndexedView({self._source!r}, {len(self)} records)"
 
 
+class ArraySource:
+    """A random-access source over in-memory arrays, one record per row (tests, experiments).
+
+    ``ArraySource({'image': [N, H, W, 3] uint8, 'label': [N] int, ...})[i]`` is the dict of
+    row ``i`` of every array; `train_iterator` and `eval_iterator` read it exactly like the
+    TFDS source (images that are already ``S x S`` are not resampled). Optional keys:
+    ``image_id`` ([N] str; default the row number), ``cell_mask``/``nucleus_mask``
+    ([N, H, W] uint8, for ``with_masks=True``).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        lengths = {k: len(v) for k, v in self._arrays.items()}
+        if "image" not in lengths or "label" not in lengths or len(set(lengths.values())) != 1:
+            raise DataError(
+                f"ArraySource needs 'image' and 'label' arrays of one length; got lengths "
+                f"{lengths}."
+            )
+        self._len = lengths["label"]
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[int(i)] for k, v in self._arrays.items()}
+
+    def __repr__(self) -> str:  # short: grain and error messages print it
+        return f"ArraySource(keys={sorted(self._arrays)}, n={self._len})"
+
+
 def _decode_png(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -228,10 +258,9 @@ class _DecodeCrop(grain.transforms.Map):
                 out["cell_mask"] = np.zeros((size, size), np.uint8)
                 out["nucleus_mask"] = np.zeros((size, size), np.uint8)
             return out
-        image = _decode_png(record["image"]).convert("RGB")
-        image_id = record["image_id"]
+        image_id = record.get("image_id", str(index))
         out = {
-            "image": np.asarray(_resize_pil(image, size, nearest=False), np.uint8),
+            "image": _image_field(record["image"], size, nearest=False),
             "label": np.int32(record["label"]),
             "mask": np.bool_(True),
             "index": np.int32(index),
@@ -239,9 +268,25 @@ class _DecodeCrop(grain.transforms.Map):
         }
         if self.with_masks:
             for name in ("cell_mask", "nucleus_mask"):
-                mask = _decode_png(record[name])
-                out[name] = np.asarray(_resize_pil(mask, size, nearest=True), np.uint8)
+                out[name] = _image_field(record[name], size, nearest=True)
         return out
+
+
+def _image_field(value, size: int, nearest: bool) -> np.ndarray:
+    """An encoded PNG (TFDS source) or a uint8 array (`ArraySource`), resized and cropped.
+
+    Images become RGB ``[S, S, 3]``, masks ``[S, S]``; an array already ``S x S`` is kept as is
+    (no resampling).
+    """
+    if isinstance(value, bytes | np.bytes_):
+        image = _decode_png(value)
+        if not nearest:
+            image = image.convert("RGB")
+        return np.asarray(_resize_pil(image, size, nearest), np.uint8)
+    array = np.asarray(value, np.uint8)
+    if array.shape[:2] == (size, size):
+        return array
+    return resize_and_crop(array, size, nearest=nearest)
 
 
 def _batch_fn(examples: Sequence[dict]) -> dict:
@@ -296,7 +341,7 @@ def _augment_host(example: dict, rng: np.random.Generator, config: Any) -> None:
 
 
 class _TrainBatches:
-    """Element k is this process's part of global training batch k, decoded.
+    """Element k is this process's part of global training batch ``start_step + k``, decoded.
 
     Epoch e visits the split in the order ``permutation(seed, e)``; global batch b of an epoch
     is positions [b*G, (b+1)*G) of that order, and process p takes rows [p*L, (p+1)*L) of it
@@ -316,6 +361,7 @@ class _TrainBatches:
         process_count,
         num_epochs,
         host_augment=None,
+        start_step=0,
     ):
         self._source = source
         self._indices = np.asarray(indices, np.int64)
@@ -332,10 +378,11 @@ class _TrainBatches:
             )
         self._num_epochs = num_epochs
         self._host_augment = host_augment
+        self._start = int(start_step)
         self._cached_epoch, self._cached_order = -1, None
 
     def __len__(self) -> int:
-        return self.steps_per_epoch * self._num_epochs
+        return max(0, self.steps_per_epoch * self._num_epochs - self._start)
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch != self._cached_epoch:
@@ -345,7 +392,8 @@ class _TrainBatches:
         return self._cached_order
 
     def __getitem__(self, k: int) -> dict:
-        epoch, b = divmod(int(k), self.steps_per_epoch)
+        k = int(k) + self._start
+        epoch, b = divmod(k, self.steps_per_epoch)
         start = b * self._global + self._process_index * self._local
         rows = self._order(epoch)[start : start + self._local]
         examples = [self._decode.map((int(i), self._source[int(i)])) for i in rows]
@@ -353,14 +401,14 @@ class _TrainBatches:
             # Keyed by (seed, batch, global row): a pure function of k, like the batch itself.
             for j, example in enumerate(examples):
                 row = self._process_index * self._local + j
-                rng = np.random.default_rng([self._seed, int(k), row, 1])
+                rng = np.random.default_rng([self._seed, k, row, 1])
                 _augment_host(example, rng, self._host_augment)
         return _batch_fn(examples)
 
     def __repr__(self) -> str:
         return (
             f"_TrainBatches({len(self._indices)} examples, global batch {self._global}, "
-            f"seed {self._seed}, process {self._process_index})"
+            f"seed {self._seed}, process {self._process_index}, start step {self._start})"
         )
 
 
@@ -378,6 +426,7 @@ def train_iterator(
     process_index: int | None = None,
     process_count: int | None = None,
     host_augment: Any = None,
+    start_step: int = 0,
 ) -> grain.DataLoaderIterator:
     """Shuffled training batches over ``indices`` (record indices of ``source``).
 
@@ -405,6 +454,11 @@ def train_iterator(
         on the host with PIL instead (masks too), keyed by (seed, batch, row) so that resuming
         stays exact. On a 2-core CPU machine this took about half the time of the on-device
         version (bench/input_pipeline.py); on an accelerator the device version is ~free.
+      start_step: the first global batch to yield (0 = the beginning): positions a new
+        iterator at any step without reading what comes before, e.g. when a run resumes on a
+        different number of processes, where the saved grain states do not fit. It is part of
+        the iterator's identity: a state saved by it restores only into an iterator made with
+        the same ``start_step``.
     """
     process_index, process_count, _ = _process_layout(
         global_batch_size, process_index, process_count
@@ -430,6 +484,7 @@ def train_iterator(
         process_count,
         num_epochs=1_000_000 if num_epochs is None else num_epochs,
         host_augment=host_augment,
+        start_step=start_step,
     )
     # Each element is already a whole batch, so grain's sampler just walks 0, 1, 2, ... and
     # workers (which take elements round-robin) cannot change the order.

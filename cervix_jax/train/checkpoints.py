@@ -67,9 +67,17 @@ def save(
     manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
 
 
-def _iterator_saved_for_this_layout(manager: ocp.CheckpointManager, step: int) -> bool:
+def _saved_iterator_state(manager: ocp.CheckpointManager, step: int) -> bytes | None:
+    # grain's Orbax handler writes one JSON file per process, named after the process layout.
     name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    return (manager.directory / str(step) / "data_iter" / name).exists()
+    path = manager.directory / str(step) / "data_iter" / name
+    return path.read_bytes() if path.exists() else None
+
+
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+    """Only the ``meta`` item (JSON) of ``step``."""
+    restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"] or {})
 
 
 def restore(
@@ -81,27 +89,35 @@ def restore(
 ) -> tuple[Any, dict, bool]:
     """Restores ``(state, meta, iterator_restored)`` from ``step``.
 
-    ``data_iter`` (if given) is restored in place when the checkpoint holds a position for this
-    process layout; otherwise ``iterator_restored`` is False and the caller re-positions it
-    (for example a run resumed on a different number of processes).
+    ``data_iter`` (if given) is set to the saved position when the checkpoint holds one that
+    fits it: same process layout, and grain accepts it (same worker count, same data source
+    and sampler). Otherwise ``iterator_restored`` is False and the caller re-positions it (for
+    example a run resumed on a different number of processes).
     """
-    items = {
-        "state": ocp.args.StandardRestore(abstract_state),
-        "meta": ocp.args.JsonRestore(),
-    }
-    with_iter = data_iter is not None and _iterator_saved_for_this_layout(manager, step)
-    if with_iter:
-        items["data_iter"] = grain.PyGrainCheckpointRestore(data_iter)
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
-    if data_iter is not None and not with_iter:
-        logging.warning(
-            "checkpoint %d holds no data position for process %d of %d; re-positioning the "
-            "data iterator from the epoch number",
-            step,
-            jax.process_index(),
-            jax.process_count(),
-        )
-    return restored["state"], dict(restored["meta"] or {}), with_iter
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+    )
+    iterator_restored = False
+    if data_iter is not None:
+        saved = _saved_iterator_state(manager, step)
+        why = f"none for process {jax.process_index()} of {jax.process_count()}"
+        if saved is not None:
+            try:
+                data_iter.set_state(saved)
+                iterator_restored = True
+            except ValueError as e:  # grain: worker count, source or sampler differ
+                why = str(e).splitlines()[0]
+        if not iterator_restored:
+            logging.warning(
+                "checkpoint %d: saved data position not usable (%s); re-positioning the data "
+                "iterator from the step number",
+                step,
+                why,
+            )
+    return restored["state"], dict(restored["meta"] or {}), iterator_restored
 
 
 def restore_state_only(manager: ocp.CheckpointManager, step: int, abstract_state: Any):

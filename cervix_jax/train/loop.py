@@ -22,7 +22,7 @@ import numpy as np
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train import report as report_lib
-from cervix_jax.train.data_module import DataModule
+from cervix_jax.train.data_module import DataModule, build_data_module
 from cervix_jax.train.optim import make_optimizer
 from cervix_jax.train.state import TrainState, create_state, inference_variables
 from cervix_jax.train.step import make_eval_step, make_train_step
@@ -116,14 +116,6 @@ class _Writer:
 # Data and model from the config
 
 
-def build_data_module(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataModule:
-    """The SIPaKMeD data module of ``cervix_jax.data`` for ``config.data`` (synthetic data is
-    generated into the workdir first when ``config.data.synthetic``)."""
-    from cervix_jax.train import _sipakmed
-
-    return _sipakmed.SipakmedDataModule(config, workdir)
-
-
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
     from cervix_jax import models
 
@@ -209,17 +201,50 @@ def apply_init_from(variables: dict, init_from: str) -> dict:
     return merged
 
 
+def train_batches(config: ml_collections.ConfigDict, data: DataModule, start_step: int = 0):
+    """The data wing's training iterator over ``data``'s training split: this process's rows
+    of global batch ``start_step``, ``start_step + 1``, ... (a grain iterator, checkpointable)."""
+    from cervix_jax import data as data_lib
+
+    return data_lib.train_iterator(
+        data.source,
+        data.splits["train"],
+        image_size=int(config.data.image_size),
+        global_batch_size=int(config.batch_size),
+        seed=int(config.seed),
+        num_workers=int(config.data.num_workers),
+        prefetch_buffer_size=int(config.data.prefetch_buffer_size),
+        start_step=int(start_step),
+    )
+
+
+def eval_batches(config: ml_collections.ConfigDict, data: DataModule, split: str):
+    """The data wing's evaluation iterator over ``split``: every example once across
+    processes, the last batch padded (``mask`` False)."""
+    from cervix_jax import data as data_lib
+
+    return data_lib.eval_iterator(
+        data.source,
+        data.splits[split],
+        image_size=int(config.data.image_size),
+        global_batch_size=int(config.eval_batch_size),
+        num_workers=int(config.data.num_workers),
+        prefetch_buffer_size=int(config.data.prefetch_buffer_size),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation
 
 
 def run_evaluation(
-    eval_step, variables: dict, data: DataModule, split: str, local_batch: int, mesh
+    eval_step, variables: dict, data: DataModule, split: str, config, mesh
 ) -> dict[str, np.ndarray]:
     """Per-example outputs of ``split`` on the host of every process, padding removed, sorted
     by record index: ``index [N]``, ``label [N]``, ``logits [N, C]``, ``loss [N]``."""
+    mesh_lib.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
     outs = []
-    for batch in data.eval_batches(split, local_batch):
+    for batch in eval_batches(config, data, split):
         keys = [k for k in EVAL_DEVICE_KEYS if k in batch]
         gb = mesh_lib.global_batch(batch, mesh, keys)
         outs.append(eval_step(variables, gb))
@@ -257,8 +282,7 @@ def final_report(
     split: str = "test",
 ) -> dict:
     """Evaluates ``split``; process 0 writes predictions, ``report.json``/``.md`` and plots."""
-    local_eval = mesh_lib.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-    outputs = run_evaluation(eval_step, variables, data, split, local_eval, mesh)
+    outputs = run_evaluation(eval_step, variables, data, split, config, mesh)
     preds = outputs["logits"].argmax(-1)
     extra = {
         "split": split,
@@ -272,9 +296,7 @@ def final_report(
         outputs["label"], preds, data.class_names, checkpoint_step=step, extra=extra
     )
     if is_writer():
-        image_id = None
-        if hasattr(data, "image_ids"):
-            image_id = data.image_ids(split, outputs["index"])
+        image_id = np.asarray(data.metadata.image_ids)[outputs["index"]]
         report_lib.save_predictions(
             workdir / f"predictions_{split}.npz",
             index=outputs["index"],
@@ -338,8 +360,8 @@ def train_and_evaluate(
     data = data if data is not None else build_data_module(config, workdir)
     num_classes = len(data.class_names)
     model = model if model is not None else build_model(config, num_classes)
-    local_batch = mesh_lib.check_batch_size(config.batch_size, mesh)
-    local_eval = mesh_lib.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+    mesh_lib.check_batch_size(config.batch_size, mesh)
+    mesh_lib.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
     num_train = data.num_examples("train")
     steps_per_epoch = num_train // config.batch_size
     if steps_per_epoch == 0:
@@ -359,18 +381,24 @@ def train_and_evaluate(
     manager = ckpt_lib.make_manager(
         workdir / "checkpoints", config.checkpoint_keep_latest, config.checkpoint_keep_best
     )
-    train_iter = data.train_iterator(local_batch, config.seed)
     latest = manager.latest_step()
     start_epoch = 0
+    # The step the training iterator was created at: part of its identity (a saved grain state
+    # restores only into an iterator made alike), so it is kept in every checkpoint's meta.
+    data_start_step = 0
     if latest is not None:
         abstract = _abstract_state(model, tx, config.data.image_size, mesh)
+        data_start_step = int(ckpt_lib.restore_meta(manager, latest).get("data_start_step", 0))
+        train_iter = train_batches(config, data, data_start_step)
         state, meta, iter_ok = ckpt_lib.restore(manager, latest, abstract, data_iter=train_iter)
         start_epoch = int(meta["epoch"])
-        if not iter_ok:  # e.g. resumed on another number of processes
-            train_iter = data.train_iterator(local_batch, config.seed, start_step=int(latest))
+        if not iter_ok:  # e.g. resumed on another number of processes or grain workers
+            data_start_step = int(latest)
+            train_iter = train_batches(config, data, data_start_step)
         _log(f"resumed from {workdir / 'checkpoints'} step {latest} (epoch {start_epoch})")
         _keep_history(workdir, start_epoch)
     else:
+        train_iter = train_batches(config, data)
         variables = _init_variables(model, init_rng, config.data.image_size)
         if config.init_from:
             variables = apply_init_from(variables, config.init_from)
@@ -442,9 +470,7 @@ def train_and_evaluate(
             train_loss = float(np.mean(jax.device_get([v for _, v in losses])))
             n_all = max(int(np.sum(jax.device_get(count))), 1)
             train_acc = float(np.sum(jax.device_get(correct)) / n_all)
-            val = run_evaluation(
-                eval_step, inference_variables(state), data, "val", local_eval, mesh
-            )
+            val = run_evaluation(eval_step, inference_variables(state), data, "val", config, mesh)
             val_loss, val_acc = _summary(val)
             epoch_s = time.perf_counter() - epoch_start
             record = {
@@ -468,7 +494,12 @@ def train_and_evaluate(
                 step,
                 state,
                 data_iter=train_iter,
-                meta={"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss},
+                meta={
+                    "epoch": epoch,
+                    "val_accuracy": val_acc,
+                    "val_loss": val_loss,
+                    "data_start_step": data_start_step,
+                },
                 metrics={"val_accuracy": val_acc, "val_loss": val_loss},
             )
             last_saved = step

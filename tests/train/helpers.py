@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cervix_jax.data.augment import augment, normalize
-from cervix_jax.train.data_module import ArrayDataModule, _Records, global_order_loader
+from cervix_jax.data.pipeline import ArraySource
+from cervix_jax.train.data_module import DataModule, array_data_module
 from configs import default
 
 CLASS_NAMES = ("a", "b", "c", "d", "e")
@@ -52,7 +53,7 @@ def learnable_images(n_per_class: int, size: int = 32, seed: int = 0):
     return {"image": images, "label": labels.astype(np.int32)}
 
 
-def data_module(n_per_class: int = 16, size: int = 32, seed: int = 0) -> ArrayDataModule:
+def data_module(n_per_class: int = 16, size: int = 32, seed: int = 0) -> DataModule:
     arrays = learnable_images(n_per_class, size, seed)
     n = len(arrays["label"])
     idx = np.arange(n)
@@ -61,13 +62,14 @@ def data_module(n_per_class: int = 16, size: int = 32, seed: int = 0) -> ArrayDa
         "val": idx[n * 3 // 5 : n * 4 // 5],
         "test": idx[n * 4 // 5 :],
     }
-    return ArrayDataModule(arrays, splits, CLASS_NAMES)
+    return array_data_module(arrays, splits, CLASS_NAMES)
 
 
 def small_config(**overrides):
     config = default.get_config()
     config.model.name = "tiny_test_net"
     config.data.image_size = 32
+    config.data.num_workers = 0  # decode in the test process: no grain worker start-up
     config.batch_size = 8
     config.eval_batch_size = 8
     config.num_epochs = 2
@@ -109,13 +111,12 @@ def multihost_config():
     return small_config(num_epochs=2)
 
 
-class _SlowRecords(_Records):
+class _SlowSource(ArraySource):
     """Records that take ``delay_s`` to read, so that a run lasts long enough to be killed
-    mid-epoch; same ``repr`` as ``_Records``, so the resumed run's grain iterator accepts the
-    saved position."""
+    mid-epoch."""
 
-    def __init__(self, arrays, indices, delay_s: float):
-        super().__init__(arrays, indices)
+    def __init__(self, arrays, delay_s: float):
+        super().__init__(arrays)
         self._delay_s = delay_s
 
     def __getitem__(self, i: int) -> dict:
@@ -123,16 +124,8 @@ class _SlowRecords(_Records):
         return super().__getitem__(i)
 
 
-class SlowArrayDataModule(ArrayDataModule):
-    def __init__(self, *args, delay_s: float = 0.5, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.delay_s = delay_s
-
-    def train_iterator(self, local_batch_size: int, seed: int, start_step: int = 0):
-        source = _SlowRecords(self.arrays, self.splits["train"], self.delay_s)
-        return global_order_loader(source, local_batch_size, seed, start_step=start_step)
-
-
-def slow_data_module(delay_s: float = 0.5) -> SlowArrayDataModule:
+def slow_data_module(delay_s: float = 0.1) -> DataModule:
+    """``data_module()`` whose records take ``delay_s`` each to read (8 per training batch)."""
     dm = data_module()
-    return SlowArrayDataModule(dm.arrays, dm.splits, dm.class_names, delay_s=delay_s)
+    arrays = learnable_images(16, 32, 0)
+    return DataModule(_SlowSource(arrays, delay_s), dm.splits, dm.metadata)

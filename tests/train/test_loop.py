@@ -82,7 +82,7 @@ def test_report_matches_saved_predictions(trained):
     pred = np.load(workdir / "predictions_test.npz")
     # Every test example exactly once, labels from the data, not from the model.
     np.testing.assert_array_equal(pred["index"], np.sort(data.splits["test"]))
-    np.testing.assert_array_equal(pred["label"], data.arrays["label"][pred["index"]])
+    np.testing.assert_array_equal(pred["label"], data.metadata.labels[pred["index"]])
     y, p = pred["label"], pred["logits"].argmax(-1)
     np.testing.assert_array_equal(p, pred["pred"])
     assert report["num_examples"] == len(y)
@@ -148,6 +148,12 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
     shutil.rmtree(step_dir / "data_iter")
     # Second process: same command, same workdir, fresh data module and iterator.
     resumed = train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+    # The re-positioned iterator (made at step 6) is saved with epoch 2 and restored exactly
+    # when that run resumes in turn.
+    assert train_and_evaluate(config, no_iter, data=data, stop_after_steps=7, **kwargs) == {}
+    manager = ckpt_lib.make_manager(no_iter / "checkpoints", read_only=True)
+    assert ckpt_lib.restore_meta(manager, 12)["data_start_step"] == 6
+    manager.close()
     train_and_evaluate(config, no_iter, data=helpers.data_module(), **kwargs)
     a = _final_state(workdir, config)
     b = _final_state(tmp_path, config)
@@ -203,7 +209,7 @@ def test_sigkill_then_resume_equals_uninterrupted(trained, tmp_path):
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.05)
-        time.sleep(0.3)  # into epoch 2 (grain reads 16 records at a time, 0.5 s each)
+        time.sleep(0.3)  # into epoch 2 (a batch is 8 records at 0.1 s each)
     finally:
         proc.kill()
         proc.wait()
