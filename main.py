@@ -7,7 +7,8 @@
 
 Several hosts: run the same command on every host with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I``, or without them where the cluster environment provides
-them (TPU pod slices, SLURM, Open MPI).
+them (TPU pod slices, SLURM, Open MPI). In a multi-process run a failing process prints its
+error and exits at once (``distributed.exit_at_once_on_failure``), so that the launcher sees it.
 """
 
 from __future__ import annotations
@@ -87,4 +88,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    from cervix_jax.train.distributed import exit_at_once_on_failure
+
+    app.run(exit_at_once_on_failure(main), flags_parser=parse_flags)

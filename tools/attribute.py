@@ -9,6 +9,10 @@ method over the split with images sharded across devices, and writes per image
 ``OUT/attribution_metrics.json`` and ``.md`` (see ``cervix_jax.explain.batch``).
 ``--paper`` selects the paper's IG protocol (probability of the predicted class, left Riemann,
 50 steps, 10 uniform random baselines in [0, 255], pixel-space differences).
+
+Several processes (hosts): as for main.py, ``--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`` (or nothing where the cluster provides them); the images are split over every
+device of every process and only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -57,13 +61,27 @@ _PER_DEVICE = flags.DEFINE_integer("per_device_batch", 1, "Images per device per
 _WHICH = flags.DEFINE_string("which", "best", "Checkpoint: best | latest | a step.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (random baselines, noise, re-init).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's IG protocol (overrides method flags).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 (multi-host runs)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from cervix_jax.train.distributed import initialize_distributed
+
+    try:
+        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    import jax
+
     from cervix_jax.explain import PAPER_PRESET, batch
+    from cervix_jax.train import user_errors
 
     settings = dict(
         method=_METHOD.value,
@@ -91,15 +109,21 @@ def main(argv):
     settings = batch.Settings(**settings)
     out = _OUT.value or os.path.join(_WORKDIR.value, f"attributions_{settings.method}")
     which = int(_WHICH.value) if _WHICH.value.isdigit() else _WHICH.value
-    metrics = batch.attribute_split(
-        _WORKDIR.value,
-        out,
-        settings,
-        split=_SPLIT.value,
-        num_images=_NUM_IMAGES.value or None,
-        per_device_batch=_PER_DEVICE.value,
-        which=which,
-    )
+    try:
+        metrics = batch.attribute_split(
+            _WORKDIR.value,
+            out,
+            settings,
+            split=_SPLIT.value,
+            num_images=_NUM_IMAGES.value or None,
+            per_device_batch=_PER_DEVICE.value,
+            which=which,
+        )
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if jax.process_index() != 0:
+        return
     means = ", ".join(
         f"{k}={metrics[k]['mean']:.4g}" for k in batch.METRIC_KEYS if metrics[k]["mean"] is not None
     )
@@ -107,4 +131,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from cervix_jax.train.distributed import exit_at_once_on_failure
+
+    app.run(exit_at_once_on_failure(main))

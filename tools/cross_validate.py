@@ -170,4 +170,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from cervix_jax.train.distributed import exit_at_once_on_failure
+
+    app.run(exit_at_once_on_failure(main))

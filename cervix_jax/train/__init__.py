@@ -23,19 +23,12 @@ from cervix_jax.train.metrics import classification_metrics
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is a complete explanation for the user (main.py prints
-    them without a traceback): ours and the data wing's missing-dataset error."""
-    errors: list[type[BaseException]] = [TrainingError]
-    try:
-        from cervix_jax import data
+    """Exception types whose message is a complete explanation for the user (main.py and the
+    tools print them without a traceback): ours, and the data wing's ``DataError`` (which
+    includes ``ManualDownloadError``, SIPaKMeD missing: download instructions and the option)."""
+    from cervix_jax.data import DataError, ManualDownloadError
 
-        for name in ("DatasetNotFoundError", "DataError", "ManualDownloadError"):
-            err = getattr(data, name, None)
-            if isinstance(err, type) and issubclass(err, BaseException):
-                errors.append(err)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (TrainingError, DataError, ManualDownloadError)
 
 
 __all__ = [

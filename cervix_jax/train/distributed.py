@@ -1,8 +1,14 @@
-"""Joining JAX's distributed runtime for multi-process (multi-host) runs."""
+"""Joining JAX's distributed runtime for multi-process (multi-host) runs, and leaving it when
+something fails."""
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 # Environment variables by which a cluster announces a multi-process job whose parameters
 # jax.distributed.initialize() reads by itself.
@@ -58,3 +64,49 @@ def initialize_distributed(
         jax.distributed.initialize()
         return True
     return False
+
+
+def _in_distributed_runtime() -> bool:
+    import jax
+
+    return jax.distributed.is_initialized()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def exit_at_once_on_failure(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps an entry point so that a failing process of a multi-process run really exits.
+
+    A normal interpreter exit waits at jax.distributed's shutdown barrier for the other
+    processes, which may be blocked in a collective waiting for this one: nobody would ever
+    exit, and the launcher (``tools/launch_local.py``, SLURM, a TPU pod) would never see the
+    failure. So in a multi-process run an uncaught exception prints its traceback and a
+    non-zero ``sys.exit`` its message (already printed by the caller), output is flushed, and
+    the process leaves with ``os._exit``. Single-process runs are left untouched.
+    """
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except SystemExit as e:
+            if e.code in (0, None) or not _in_distributed_runtime():
+                raise
+            if not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)
+            _flush()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+        except BaseException:
+            if not _in_distributed_runtime():
+                raise
+            traceback.print_exc()
+            _flush()
+            os._exit(1)
+
+    return wrapped

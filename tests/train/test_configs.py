@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,24 +86,23 @@ def test_main_refuses_unknown_key_without_running(tmp_path):
     assert not (tmp_path / "config.json").exists()
 
 
-def test_main_without_sipakmed_fails_fast_with_instructions(tmp_path):
-    empty = tmp_path / "raw"
-    empty.mkdir()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "main.py",
-            "--config=configs/rca.py",
-            f"--workdir={tmp_path / 'w'}",
-            f"--config.data.manual_dir={empty}",
-            f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 1
-    assert "config.data.manual_dir" in out.stderr
+@pytest.mark.parametrize("manual_dir", ["unset", "empty"])
+def test_main_without_sipakmed_fails_fast_with_instructions(tmp_path, manual_dir):
+    command = [
+        sys.executable,
+        "main.py",
+        "--config=configs/rca.py",
+        f"--workdir={tmp_path / 'w'}",
+        f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
+    ]
+    if manual_dir == "empty":
+        (tmp_path / "raw").mkdir()
+        command.append(f"--config.data.manual_dir={tmp_path / 'raw'}")
+    start = time.monotonic()
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "--config.data.manual_dir=/path/to/" in out.stderr  # the exact option to set
     assert "im_Dyskeratotic" in out.stderr  # the download instructions
     assert "Traceback" not in out.stderr
+    assert elapsed < 60, f"took {elapsed:.0f} s to report a missing dataset"

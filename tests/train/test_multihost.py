@@ -3,10 +3,12 @@ train exactly like 1 process x 4 devices; one writer; the checkpoint restores in
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from cervix_jax.train import train_and_evaluate
@@ -15,13 +17,12 @@ from tests.train import helpers
 from tests.train.test_loop import _final_state
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from launch_local import launch  # noqa: E402
 
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    from launch_local import launch
-
     multi, single = tmp_path / "multi", tmp_path / "single"
     log = io.StringIO()
     code = launch(
@@ -35,6 +36,7 @@ def test_two_processes_equal_one_process(tmp_path):
     assert "[p0] process 0 done" in out and "[p1] process 1 done" in out
     # Only process 0 writes progress lines and files.
     assert "[p0] epoch 1/2" in out and "[p1] epoch" not in out
+    assert out.count("] test (") == 1  # one final report, by process 0
 
     config = helpers.multihost_config()
     data = helpers.data_module()
@@ -55,3 +57,35 @@ def test_two_processes_equal_one_process(tmp_path):
     pred = np.load(multi / "predictions_test.npz")
     np.testing.assert_array_equal(pred["index"], np.sort(data.splits["test"]))
     assert len(list((multi / "tensorboard").glob("events.*"))) == 1
+
+
+@pytest.mark.slow
+def test_a_process_failing_mid_run_fails_the_launch(tmp_path):
+    """Process 1's data source breaks in its 4th training step while process 0 waits for it in
+    a collective: the launcher must exit non-zero naming process 1, and stop process 0."""
+    workdir_flag = f"--workdir={tmp_path / 'failing'}"  # also identifies the processes below
+    log = io.StringIO()
+    code = launch(
+        [
+            "tests/train/multihost_worker.py",
+            workdir_flag,
+            "--fail_process=1",
+            "--fail_after_reads=14",
+        ],
+        num_processes=2,
+        devices_per_process=2,
+        grace_s=5,
+        sink=log,
+    )
+    out = log.getvalue()
+    assert code == 1, out[-4000:]
+    # Process 0 may notice the broken connection (gloo) and exit too before the launcher polls;
+    # either way the launcher names a failed process and the root cause is in process 1's log.
+    assert re.search(r"launch_local: process [01] of 2 exited with status 1", out), out[-4000:]
+    assert "[p1] RuntimeError: injected failure" in out  # the traceback reached the launcher
+    assert "[p0] epoch 1/2 step 2/12" in out  # it failed mid-run, after training began
+    assert "done" not in out and not (tmp_path / "failing" / "report.json").exists()
+    left = [
+        p for p in psutil.process_iter(["cmdline"]) if workdir_flag in (p.info["cmdline"] or [])
+    ]
+    assert left == []
