@@ -36,6 +36,7 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Images per call.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement.")
+_REMAT = flags.DEFINE_bool("remat", False, "Recompute block activations in the backward pass.")
 _KINDS = flags.DEFINE_list("measure", ["forward", "train"], "forward and/or train.")
 _WORKER = flags.DEFINE_string("worker", "", "Internal: 'model:kind' to run in this process.")
 
@@ -51,7 +52,7 @@ def _measure(name: str, kind: str) -> dict:
     from cervix_jax import models
 
     size, batch = _IMAGE_SIZE.value, _BATCH_SIZE.value
-    model = models.create_model(name, 5, dtype=_DTYPE.value)
+    model = models.create_model(name, 5, dtype=_DTYPE.value, remat=_REMAT.value)
     start = time.perf_counter()
     variables = jax.block_until_ready(models.init_variables(model, jax.random.key(0), size))
     init_s = time.perf_counter() - start
@@ -119,6 +120,7 @@ def _measure(name: str, kind: str) -> dict:
         "image_size": size,
         "batch_size": batch,
         "dtype": _DTYPE.value,
+        "remat": _REMAT.value,
         "devices": 1,
         "backend": jax.default_backend(),
         "images_per_s": round(batch / median, 3),
@@ -154,6 +156,7 @@ def main(argv: list[str]) -> None:
                 f"--batch_size={_BATCH_SIZE.value}",
                 f"--dtype={_DTYPE.value}",
                 f"--repeats={_REPEATS.value}",
+                f"--remat={_REMAT.value}",
             ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:

@@ -81,6 +81,8 @@ class DenseNet(nn.Module):
       dropout_rate: dropout before the final dense layer (paper: 0.5).
       ca_placement, ca_block, ca_reduction: channel attention, see the module docstring.
       dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+      remat: recompute each dense layer's activations in the backward pass (for
+        accelerators; see ``_common.maybe_remat``); same parameters.
     """
 
     num_classes: int
@@ -93,6 +95,7 @@ class DenseNet(nn.Module):
     ca_block: str = "ca"
     ca_reduction: int = 16
     dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -110,13 +113,14 @@ class DenseNet(nn.Module):
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="norm0")(x))
         x = _common.max_pool_3x3_s2(x)
         num_blocks = len(self.block_config)
+        dense_layer = _common.maybe_remat(DenseLayer, self.remat)
         for b, num_layers in enumerate(self.block_config, start=1):
             for n in range(1, num_layers + 1):
                 is_last = b == num_blocks and n == num_layers
                 layer_attention = (
                     self.ca_block if is_last and self.ca_placement == "last_layer" else None
                 )
-                new = DenseLayer(
+                new = dense_layer(
                     self.growth_rate,
                     bn_size=self.bn_size,
                     attention=layer_attention,

@@ -149,6 +149,8 @@ class ResidualAttentionNet(nn.Module):
       align_corners: bilinear upsampling convention of the soft mask (True, as their code).
       dropout_rate: dropout before the final dense layer.
       dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+      remat: recompute activations of each attention module and residual unit in the
+        backward pass (for accelerators; see ``_common.maybe_remat``); same parameters.
     """
 
     num_classes: int
@@ -159,6 +161,7 @@ class ResidualAttentionNet(nn.Module):
     align_corners: bool = True
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -174,14 +177,16 @@ class ResidualAttentionNet(nn.Module):
         x = _common.conv(self.stem_features, 7, stride=2, dtype=dtype, name="conv1")(x)
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn1")(x))
         x = _common.max_pool_3x3_s2(x)
+        unit = _common.maybe_remat(ResidualUnit, self.remat)
+        attention_module = _common.maybe_remat(AttentionModule, self.remat)
         for stage in range(3):
             features = self.stage_features[stage]
             stride = 1 if stage == 0 else 2
-            x = ResidualUnit(
-                features, stride=stride, dtype=dtype, name=f"residual_block{stage + 1}"
-            )(x, train)
+            x = unit(features, stride=stride, dtype=dtype, name=f"residual_block{stage + 1}")(
+                x, train
+            )
             for m in range(self.modules_per_stage[stage]):
-                x = AttentionModule(
+                x = attention_module(
                     features,
                     mask_levels=self.mask_levels[stage],
                     align_corners=self.align_corners,
@@ -189,9 +194,9 @@ class ResidualAttentionNet(nn.Module):
                     name=f"attention{stage + 1}_{m + 1}",
                 )(x, train)
         final = self.stage_features[3]
-        x = ResidualUnit(final, stride=2, dtype=dtype, name="residual_block4")(x, train)
-        x = ResidualUnit(final, dtype=dtype, name="residual_block5")(x, train)
-        x = ResidualUnit(final, dtype=dtype, name="residual_block6")(x, train)
+        x = unit(final, stride=2, dtype=dtype, name="residual_block4")(x, train)
+        x = unit(final, dtype=dtype, name="residual_block5")(x, train)
+        x = unit(final, dtype=dtype, name="residual_block6")(x, train)
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn_final")(x))
         x = _common.expose_last_conv(self, x)
         return _common.classifier_head(

@@ -55,6 +55,8 @@ class ResNet(nn.Module):
         ``width * 2**i``, outputs 4x that).
       dropout_rate: dropout before the final dense layer (paper: 0.5).
       dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+      remat: recompute each block's activations in the backward pass (for accelerators;
+        see ``_common.maybe_remat``); same parameters.
     """
 
     num_classes: int
@@ -62,6 +64,7 @@ class ResNet(nn.Module):
     width: int = 64
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -70,12 +73,13 @@ class ResNet(nn.Module):
         x = _common.conv(self.width, 7, stride=2, dtype=dtype, name="conv1")(x)
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn1")(x))
         x = _common.max_pool_3x3_s2(x)
+        block = _common.maybe_remat(Bottleneck, self.remat)
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                x = Bottleneck(
-                    self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}"
-                )(x, train)
+                x = block(self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}")(
+                    x, train
+                )
         x = _common.expose_last_conv(self, x)
         return _common.classifier_head(
             _common.global_avg_pool(x),
