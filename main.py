@@ -7,8 +7,9 @@
 
 Several hosts: run the same command on every host with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I``, or without them where the cluster environment provides
-them (TPU pod slices, SLURM, Open MPI). In a multi-process run a failing process prints its
-error and exits at once (``distributed.exit_at_once_on_failure``), so that the launcher sees it.
+them (SLURM, Open MPI; add ``--distributed`` on a Cloud TPU VM pod slice). In a multi-process
+run a failing process prints its error and exits at once
+(``distributed.exit_at_once_on_failure``), so that the launcher sees the failure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from cervix_jax.train import distributed
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config",
@@ -31,21 +34,14 @@ config_flags.DEFINE_config_file(
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
 flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (then evaluate) or eval only.")
-flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host runs).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host runs).")
-flags.DEFINE_integer("process_id", None, "Index of this process (multi-host runs).")
+distributed.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from cervix_jax.train.distributed import initialize_distributed
-
-    try:
-        initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+    distributed.initialize_from_flags()
     from cervix_jax import train
     from cervix_jax.train import user_errors
 
@@ -88,6 +84,4 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from cervix_jax.train.distributed import exit_at_once_on_failure
-
-    app.run(exit_at_once_on_failure(main), flags_parser=parse_flags)
+    app.run(distributed.exit_at_once_on_failure(main), flags_parser=parse_flags)

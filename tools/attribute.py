@@ -11,8 +11,9 @@ method over the split with images sharded across devices, and writes per image
 50 steps, 10 uniform random baselines in [0, 255], pixel-space differences).
 
 Several processes (hosts): as for main.py, ``--coordinator_address=HOST:PORT --num_processes=N
---process_id=I`` (or nothing where the cluster provides them); the images are split over every
-device of every process and only process 0 writes files.
+--process_id=I`` (or nothing where the cluster provides them, ``--distributed`` on a Cloud TPU
+VM pod slice); the images are split over every device of every process and only process 0
+writes files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cervix_jax  # noqa: E402,F401  (sets XLA flags before jax initialises)
+from cervix_jax.train import distributed  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 _OUT = flags.DEFINE_string(
@@ -61,23 +63,14 @@ _PER_DEVICE = flags.DEFINE_integer("per_device_batch", 1, "Images per device per
 _WHICH = flags.DEFINE_string("which", "best", "Checkpoint: best | latest | a step.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (random baselines, noise, re-init).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's IG protocol (overrides method flags).")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "HOST:PORT of process 0 (multi-host runs)."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
+distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from cervix_jax.train.distributed import initialize_distributed
-
-    try:
-        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+    distributed.initialize_from_flags()
     import jax
 
     from cervix_jax.explain import PAPER_PRESET, batch
@@ -131,6 +124,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from cervix_jax.train.distributed import exit_at_once_on_failure
-
-    app.run(exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main))

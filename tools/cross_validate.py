@@ -25,15 +25,15 @@ import cervix_jax  # noqa: E402,F401  (first: sets XLA flags before jax initiali
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from cervix_jax.train import distributed  # noqa: E402
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/*.py[:string]).", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Output directory; fold k trains in WORKDIR/fold_k.")
 flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all K).")
-flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host runs).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host runs).")
-flags.DEFINE_integer("process_id", None, "Index of this process (multi-host runs).")
+distributed.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -154,11 +154,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from absl import logging
 
-    from cervix_jax.train.distributed import initialize_distributed
-
     logging.set_verbosity(logging.WARNING)
-
-    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    distributed.initialize_from_flags()
     from cervix_jax.train import user_errors
 
     folds = [f for f in FLAGS.folds.split(",") if f.strip()]
@@ -170,6 +167,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from cervix_jax.train.distributed import exit_at_once_on_failure
-
-    app.run(exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main))

@@ -32,12 +32,17 @@ def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    cluster: bool | None = None,
 ) -> bool:
     """Joins the JAX distributed runtime when this is a multi-process run.
 
-    With all three arguments: explicit (``tools/launch_local.py``, hand-started processes).
-    With none: ``jax.distributed.initialize()`` if the cluster environment announces several
-    processes, otherwise nothing (single process). Returns whether it initialised.
+    With all three of ``coordinator_address``, ``num_processes``, ``process_id``: explicit
+    (``tools/launch_local.py``, hand-started processes). Otherwise ``cluster`` decides:
+    True calls ``jax.distributed.initialize()`` with no arguments, which reads them from the
+    cluster (SLURM, Open MPI, Cloud TPU VM metadata, GKE); None does so only if the environment
+    announces several processes (SLURM, Open MPI, GKE TPU: `cluster_provides_processes`; a
+    Cloud TPU VM pod slice announces itself only through its metadata server, hence True);
+    False never does. Returns whether it initialised.
     """
     import jax
 
@@ -59,11 +64,48 @@ def initialize_distributed(
             process_id=process_id,
         )
         return True
-    if cluster_provides_processes():
+    if cluster is None:
+        cluster = cluster_provides_processes()
+    if cluster:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize()
         return True
     return False
+
+
+def define_flags(flag_values=None) -> None:
+    """Defines the multi-process flags shared by main.py and the tools: ``--coordinator_address``,
+    ``--num_processes``, ``--process_id`` and ``--distributed`` (see `initialize_from_flags`)."""
+    from absl import flags
+
+    fv = flags.FLAGS if flag_values is None else flag_values
+    flags.DEFINE_string(
+        "coordinator_address", None, "HOST:PORT of process 0 (multi-host runs).", flag_values=fv
+    )
+    flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).", flag_values=fv)
+    flags.DEFINE_bool(
+        "distributed",
+        None,
+        "Join jax.distributed with parameters from the cluster: unset = when SLURM / Open MPI / "
+        "GKE announce several processes; --distributed for a Cloud TPU VM pod slice; "
+        "--nodistributed never.",
+        flag_values=fv,
+    )
+
+
+def initialize_from_flags(flag_values=None) -> bool:
+    """`initialize_distributed` from the flags of `define_flags`; a bad combination raises
+    ``absl.app.UsageError``."""
+    from absl import app, flags
+
+    fv = flags.FLAGS if flag_values is None else flag_values
+    try:
+        return initialize_distributed(
+            fv.coordinator_address, fv.num_processes, fv.process_id, cluster=fv.distributed
+        )
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
 
 
 def _in_distributed_runtime() -> bool:
