@@ -45,7 +45,8 @@ def test_init_variables_accepts_shapes_and_is_deterministic(tiny):
         models.init_variables(model, jax.random.key(0), (32, 32))
 
 
-@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_rca_tiny", "attention56_tiny"])
+# The head and BatchNorm code is shared by all families; two keep the compile time down.
+@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_rca_tiny"])
 def test_train_and_eval_modes(tiny, name):
     model, variables = tiny(name)
     x = _images(4, 32, seed=1)
@@ -98,7 +99,7 @@ def test_batch_norm_running_mean_uses_torch_momentum(tiny):
     )
 
 
-@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_tiny", "attention56_tiny"])
+@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_tiny"])
 def test_last_conv_gradient_through_perturbation(tiny, name):
     """d logit_c / d last_conv = W_head[:, c] / (h * w) exactly (mean pool then dense)."""
     model, variables = tiny(name)
@@ -205,8 +206,8 @@ def test_bfloat16_forward_tracks_float32(tiny):
     assert up.dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("name", ["resnet50_tiny", "densenet121_rca_tiny"])
-def test_remat_changes_memory_not_results(tiny, name):
+def test_remat_gives_the_same_gradients(tiny):
+    name = "resnet50_tiny"
     _, variables = tiny(name)
     x, y = _images(4, 32, seed=6), jnp.array([0, 1, 2, 3])
 
