@@ -41,36 +41,38 @@ import numpy as np
 from cervix_jax.models import _common
 
 
-def _interpolation_matrix(out_size: int, in_size: int, align_corners: bool) -> np.ndarray:
-    """``[out_size, in_size]`` linear-interpolation weights along one axis."""
+def _source_positions(out_size: int, in_size: int, align_corners: bool) -> np.ndarray:
+    """Where each output pixel samples the input, in input pixel units (PyTorch's rule)."""
     if align_corners:
         if out_size == 1:
-            pos = np.zeros(1)
-        else:
-            pos = np.arange(out_size) * ((in_size - 1) / (out_size - 1))
-    else:
-        # Half-pixel centres, clamped at the borders (PyTorch align_corners=False).
-        pos = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
-        pos = np.clip(pos, 0.0, in_size - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = pos - lo
-    weights = np.zeros((out_size, in_size), np.float64)
-    np.add.at(weights, (np.arange(out_size), lo), 1.0 - frac)
-    np.add.at(weights, (np.arange(out_size), hi), frac)
-    return weights.astype(np.float32)
+            return np.zeros(1)
+        return np.arange(out_size) * ((in_size - 1) / (out_size - 1))
+    # Half-pixel centres, clamped at the borders (PyTorch align_corners=False).
+    pos = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+    return np.clip(pos, 0.0, in_size - 1)
+
+
+def _resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) -> jax.Array:
+    pos = _source_positions(out_size, x.shape[axis], align_corners)
+    lo = np.floor(pos).astype(np.int32)
+    hi = np.minimum(lo + 1, x.shape[axis] - 1)
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    frac = jnp.asarray((pos - lo).reshape(shape), x.dtype)
+    below, above = jnp.take(x, lo, axis=axis), jnp.take(x, hi, axis=axis)
+    return below + (above - below) * frac
 
 
 def upsample_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool) -> jax.Array:
     """Bilinear resize of ``x: [B, h, w, C]`` to ``[B, size[0], size[1], C]``.
 
-    Written as two small matrix products with static weights: exact PyTorch semantics for
-    either ``align_corners`` value, differentiable, and cheap at these map sizes (<= 56).
+    Separable: two gathers of neighbouring rows (columns) with static indices and a linear
+    blend, exact PyTorch semantics for either ``align_corners``. On the 2-core CPU this runs
+    Attention-56's forward pass ~1.8x faster than the same interpolation written as two
+    matrix products (which need the channels moved around), and it is differentiable.
     """
-    wh = jnp.asarray(_interpolation_matrix(size[0], x.shape[1], align_corners), x.dtype)
-    ww = jnp.asarray(_interpolation_matrix(size[1], x.shape[2], align_corners), x.dtype)
-    x = jnp.einsum("oh,bhwc->bowc", wh, x)
-    return jnp.einsum("pw,bowc->bopc", ww, x)
+    x = _resize_axis(x, 1, size[0], align_corners)
+    return _resize_axis(x, 2, size[1], align_corners)
 
 
 class ResidualUnit(nn.Module):
