@@ -252,8 +252,6 @@ def run_evaluation(
     cat = {k: np.concatenate([o[k] for o in host]) for k in host[0]}
     keep = cat.pop("mask").astype(bool)
     cat = {k: v[keep] for k, v in cat.items()}
-    if "index" not in cat:
-        cat["index"] = np.arange(len(cat["label"]))
     order = np.argsort(cat["index"], kind="stable")
     cat = {k: v[order] for k, v in cat.items()}
     expected = data.num_examples(split)
