@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -108,24 +109,24 @@ def launch(
         t.start()
         pumps.append(t)
 
+    # One waiter per process reports exits in the order they happen: when one process dies,
+    # its peers often fail a moment later on the broken connection, and the one to name is
+    # the first.
+    exits: queue.Queue[tuple[int, int]] = queue.Queue()
+    for i, p in enumerate(procs):
+        threading.Thread(target=lambda i=i, p=p: exits.put((i, p.wait())), daemon=True).start()
+
     status = 0
     try:
-        running = set(range(num_processes))
-        while running:
-            for i in sorted(running):
-                code = procs[i].poll()
-                if code is None:
-                    continue
-                running.discard(i)
-                if code != 0:
-                    sink.write(
-                        f"launch_local: process {i} of {num_processes} exited with status "
-                        f"{code}; stopping the others.\n"
-                    )
-                    status = code if code > 0 else 128 - code
-                    running.clear()
-                    break
-            time.sleep(0.1)
+        for _ in range(num_processes):
+            i, code = exits.get()
+            if code != 0:
+                sink.write(
+                    f"launch_local: process {i} of {num_processes} exited with status "
+                    f"{code}; stopping the others.\n"
+                )
+                status = code if code > 0 else 128 - code
+                break
     except KeyboardInterrupt:
         status = 130
     finally:
