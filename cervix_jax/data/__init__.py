@@ -12,6 +12,7 @@ Public API:
   write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, zipped)
   load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
   open_source(variant, data_dir), read_metadata(source)
+  ArraySource(arrays)                  in-memory source with the same iterators (tests, tools)
   kfold_splits(labels, groups, num_folds, seed) -> list of K index arrays
   split_indices(labels, groups, *, scheme, fold, num_folds, seed) -> {'train','val','test'}
   train_iterator(source, indices, *, image_size, global_batch_size, seed, num_workers, ...,
@@ -31,6 +32,7 @@ from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
 from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.pipeline import (
+    ArraySource,
     SipakmedMetadata,
     eval_iterator,
     load_sipakmed,
@@ -47,6 +49,7 @@ from cervix_jax.data.synthetic import write_synthetic_sipakmed
 
 __all__ = [
     "CLASS_NAMES",
+    "ArraySource",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AnnotationError",
