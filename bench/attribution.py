@@ -1,40 +1,49 @@
 """Integrated-gradients throughput and peak memory, one JSON line per chunk size.
 
     python bench/attribution.py --model=resnet50 --image_size=224 --steps=50 \
-        --method=gausslegendre --chunk_sizes=10,50
+        --method=gausslegendre --chunk_sizes=10,25,50
+    python bench/attribution.py --model=resnet50 --image_size=128 --ynn=on,off,on,off
 
-Each chunk size runs in its own subprocess so that peak resident memory (``ru_maxrss``) is that
-chunk size's alone. Per line: ``images_per_s`` (median over ``--repeats`` timed calls after
-compilation), ``images_per_s_min``/``_max`` and ``spread`` ((max - min) / median of the call
-times), ``completeness_error`` (relative, of the last call), ``peak_rss_mb`` and
-``compile_s`` (ahead-of-time lowering + compilation of the IG program). Weights are random
-(``init_variables``): speed and memory do not depend on them. ``f`` is the softmax probability
-of class 0 of one pixel-space image, normalised inside ``f`` (as in ``cervix_jax.explain``).
+Each (chunk size, XLA flag setting) runs in its own process, so peak resident memory
+(``ru_maxrss``) is that setting's alone; settings are run in the order given, so ``on,off,on,off``
+alternates them. ``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (the library's default
+YNN fusion flag is then not set, see ``cervix_jax/_xla_flags.py``) and drops a YNN flag from
+``XLA_FLAGS``. Per line, besides the
+fields of ``bench/_common.py`` (``batch_size`` is 1: one image per call, ``images_per_s`` is
+images per second): ``steps``, ``method``, ``chunk_size``, ``ynn``, ``completeness_error``
+(relative: ``|sum(attributions) - (f(x) - f(b))| / |f(x) - f(b)|``, of the last call) and
+``first_call_s``. Weights are random (speed and memory do not depend on them). ``f`` is the
+softmax probability of class 0 of one pixel-space image, normalised inside ``f`` (as in
+``cervix_jax.explain``); the baseline is black.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
 from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", "resnet50", "Name for cervix_jax.models.create_model.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Integration steps.")
 _METHOD = flags.DEFINE_string("method", "gausslegendre", "Quadrature rule.")
 _CHUNK_SIZES = flags.DEFINE_list("chunk_sizes", ["10", "50"], "Chunk sizes to compare.")
+_YNN = flags.DEFINE_list("ynn", ["on"], "YNN XLA flag settings to run, in order (on/off).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per chunk size.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 5, "Classifier outputs.")
 _WORKER = flags.DEFINE_integer("worker_chunk_size", 0, "Internal: run one chunk size here.")
 
 
-def _run_one(chunk_size: int) -> dict:
+def measure(
+    name: str, image_size: int, steps: int, method: str, chunk_size: int, repeats: int
+) -> dict:
+    """Times compiled single-image IG for one chunk size; returns the JSON record."""
+    import time
+
     # isort: off
     import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
     import jax
@@ -43,69 +52,86 @@ def _run_one(chunk_size: int) -> dict:
 
     from cervix_jax import explain, models
 
-    size = _IMAGE_SIZE.value
-    model = models.create_model(_MODEL.value, _NUM_CLASSES.value)
-    variables = models.init_variables(model, jax.random.key(0), size)
+    model = models.create_model(name, _NUM_CLASSES.value)
+    variables = models.init_variables(model, jax.random.key(0), image_size)
 
     def logits_fn(image, variables):
-        x = explain.to_normalised_space(image)
-        return model.apply(variables, x[None], train=False)[0]
+        return model.apply(variables, explain.to_normalised_space(image)[None], train=False)[0]
 
     f = explain.class_score_fn(logits_fn, "probability")
-    x = jax.random.uniform(jax.random.key(1), (size, size, 3), jnp.float32, 0.0, 255.0)
+    x = jax.random.uniform(jax.random.key(1), (image_size, image_size, 3), jnp.float32, 0.0, 255.0)
     baseline = jnp.zeros_like(x)
     f_args = (jnp.int32(0), variables)
-    statics = dict(steps=_STEPS.value, method=_METHOD.value, chunk_size=chunk_size)
 
     start = time.perf_counter()
-    compiled = explain.compile_integrated_gradients(f, x, baseline, f_args=f_args, **statics)
+    compiled = explain.compile_integrated_gradients(
+        f, x, baseline, f_args=f_args, steps=steps, method=method, chunk_size=chunk_size
+    )
     compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(x, baseline, f_args))  # first-call allocations
+    first_call_s = time.perf_counter() - start
+    out = {}
 
-    jax.block_until_ready(compiled(x, baseline, f_args))  # warm-up: first-call allocations
-    times = []
-    for _ in range(_REPEATS.value):
-        start = time.perf_counter()
-        attributions, error, delta = jax.block_until_ready(compiled(x, baseline, f_args))
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    def call():
+        out["result"] = jax.block_until_ready(compiled(x, baseline, f_args))
+
+    times = _common.time_repeats(call, repeats)
+    _, error, delta = out["result"]
     return {
-        "model": _MODEL.value,
-        "image_size": size,
-        "steps": _STEPS.value,
-        "method": _METHOD.value,
+        "bench": "integrated_gradients",
+        "model": name,
+        "image_size": image_size,
+        "batch_size": 1,
+        "dtype": "float32",
+        "steps": steps,
+        "method": method,
         "chunk_size": chunk_size,
-        "images_per_s": 1.0 / median,
-        "images_per_s_min": 1.0 / max(times),
-        "images_per_s_max": 1.0 / min(times),
-        "spread": (max(times) - min(times)) / median,
-        "repeats": len(times),
+        "ynn": "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""),
+        **_common.summarise(times, 1),
         "completeness_error": abs(float(error)) / max(abs(float(delta)), 1e-12),
-        "peak_rss_mb": peak_kb / 1024.0,
-        "compile_s": compile_s,
-        "device": str(jax.devices()[0].device_kind),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "peak_rss_mb": _common.peak_rss_mb(),
+        "compile_s": round(compile_s, 2),
+        "first_call_s": round(first_call_s, 2),
+        **_common.environment(),
     }
 
 
-def main(argv):
-    del argv
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if _WORKER.value:
-        print(json.dumps(_run_one(_WORKER.value)), flush=True)
-        return
-    for chunk in _CHUNK_SIZES.value:
-        args = [a for a in sys.argv[1:] if not a.startswith("--worker_chunk_size")]
-        command = [sys.executable, os.path.abspath(__file__), *args, f"--worker_chunk_size={chunk}"]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            sys.stderr.write(done.stderr[-4000:])
-            raise SystemExit(
-                f"bench/attribution.py: chunk size {chunk} failed ({done.returncode})."
+        _common.emit(
+            measure(
+                _MODEL.value,
+                _IMAGE_SIZE.value,
+                _STEPS.value,
+                _METHOD.value,
+                _WORKER.value,
+                _REPEATS.value,
             )
-        print(lines[-1], flush=True)
+        )
+        return
+    for setting in _YNN.value:
+        if setting not in ("on", "off"):
+            raise app.UsageError(f"--ynn={setting!r}: use on and/or off.")
+    base = [
+        f"--model={_MODEL.value}",
+        f"--image_size={_IMAGE_SIZE.value}",
+        f"--steps={_STEPS.value}",
+        f"--method={_METHOD.value}",
+        f"--repeats={_REPEATS.value}",
+        f"--num_classes={_NUM_CLASSES.value}",
+    ]
+    for setting in _YNN.value:
+        env = None
+        if setting == "off":  # neither the library's default nor a user's YNN flag
+            kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion" not in f]
+            env = {"CERVIX_JAX_DEFAULT_XLA_FLAGS": "0", "XLA_FLAGS": " ".join(kept)}
+        for chunk in _CHUNK_SIZES.value:
+            record = _common.run_isolated(__file__, [*base, f"--worker_chunk_size={chunk}"], env)
+            _common.emit(record)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     app.run(main)

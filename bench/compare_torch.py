@@ -4,8 +4,12 @@
     python bench/compare_torch.py --work=train,infer,ig --models=resnet50,densenet121
 
 One JSON line per (work, model): ``ours_images_per_s`` and ``theirs_images_per_s`` (medians
-over ``--repeats``), and ``ratio`` = ours / theirs, the median of the ratios of each A/B pair
-(pairs are timed back to back, so a machine that drifts in speed affects both sides alike).
+over ``--repeats``, each repeat ``--iters`` calls), their ``spread``, and ``ratio`` = ours /
+theirs, the median of the ratios of each A/B pair (pairs are timed back to back, so a machine
+that drifts in speed affects both sides alike); ``compile_s`` is our first call (compilation
+included). The first line is the environment (versions, threads, load average). For ``ig``,
+with ``--ig_peak_rss`` (default), each side then runs once more in a process of its own and
+the row gets ``ours_peak_rss_mb`` / ``theirs_peak_rss_mb``.
 
 The work is the same on both sides:
 - ``train``: one optimizer step (Adam 1e-3, cross-entropy, the paper's Dropout(0.5) + Linear
@@ -23,12 +27,16 @@ attention layer applied to the new feature maps of ``denseblock4.denselayer16``.
 
 from __future__ import annotations
 
-import json
+import os
+import platform
 import statistics
 import sys
 import time
 
 from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 try:
     import torch
@@ -49,6 +57,12 @@ _IG_STEPS = flags.DEFINE_integer("ig_steps", 50, "Integration points.")
 _IG_CHUNK = flags.DEFINE_integer("ig_chunk", 50, "Integration points per batch (both sides).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed A/B pairs per row.")
 _ITERS = flags.DEFINE_integer("iters", 2, "Calls per timed block.")
+_IG_PEAK = flags.DEFINE_bool(
+    "ig_peak_rss", True, "Also run each IG side once in a process of its own for its peak RSS."
+)
+_PEAK_WORKER = flags.DEFINE_enum(
+    "peak_worker", "", ["", "ours", "theirs"], "Internal: one IG call here, print peak RSS."
+)
 _NUM_CLASSES = 5
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -249,7 +263,7 @@ def _compare(work: str, name: str) -> dict:
         ours, theirs = _our_infer(name, images), _torch_infer(name, images)
     elif work == "ig":
         n = 1
-        image = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+        image = _ig_image()
         ours, extra_ours = _our_ig(name, image)
         theirs, extra_theirs = _torch_ig(name, image)
     else:
@@ -270,14 +284,18 @@ def _compare(work: str, name: str) -> dict:
         "model": name,
         "image_size": size,
         "batch_size": n,
+        "devices": 1,
         "dtype": "float32",
-        "ours_images_per_s": statistics.median(ours_ips),
-        "theirs_images_per_s": statistics.median(theirs_ips),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "ours_first_call_s": compile_s,
+        "ours_images_per_s": round(statistics.median(ours_ips), 3),
+        "theirs_images_per_s": round(statistics.median(theirs_ips), 3),
+        "ours_spread": _common.summarise([a for a, _ in pairs], n)["spread"],
+        "theirs_spread": _common.summarise([b for _, b in pairs], n)["spread"],
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "compile_s": round(compile_s, 2),  # ours: compilation + first call
         "repeats": _REPEATS.value,
+        "iters": _ITERS.value,
     }
     if work == "ig":
         row.update(
@@ -289,25 +307,60 @@ def _compare(work: str, name: str) -> dict:
     return row
 
 
+def _ig_image():
+    import numpy as np
+
+    size = _IMAGE_SIZE.value
+    return np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
+
+
+def _peak_worker(side: str, name: str) -> dict:
+    """One IG call (after compilation for ours) of one side alone; its process's peak RSS."""
+    run, extra = (_our_ig if side == "ours" else _torch_ig)(name, _ig_image())
+    run()
+    return {"side": side, "peak_rss_mb": _common.peak_rss_mb(), **extra}
+
+
+def _peak_rss(name: str) -> dict:
+    row = {}
+    for side in ("ours", "theirs"):
+        args = [f"--peak_worker={side}", f"--models={name}", f"--image_size={_IMAGE_SIZE.value}"]
+        args += [f"--ig_steps={_IG_STEPS.value}", f"--ig_chunk={_IG_CHUNK.value}"]
+        record = _common.run_isolated(__file__, args)
+        row[f"{side}_peak_rss_mb"] = record.get("peak_rss_mb", record.get("error"))
+    return row
+
+
 def main(argv):
     del argv
-    # isort: off
     import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
-    import jax
-    # isort: on
+
+    if _PEAK_WORKER.value:
+        _common.emit(_peak_worker(_PEAK_WORKER.value, _MODELS.value[0]))
+        return
+    import captum
 
     header = {
-        "jax": jax.__version__,
+        **_common.environment(),
         "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "captum": captum.__version__,
         "torch_threads": torch.get_num_threads(),
-        "device": str(jax.devices()[0].device_kind),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(json.dumps({"environment": header}), flush=True)
+    _common.emit({"environment": header})
     for work in _WORK.value:
         for name in _MODELS.value:
             if work != "train" and name == "densenet121_rca" and "densenet121" in _MODELS.value:
                 continue  # inference and IG costs are DenseNet-121's to within the CA layer
-            print(json.dumps(_compare(work, name)), flush=True)
+            row = _compare(work, name)
+            if work == "ig" and _IG_PEAK.value:
+                row.update(_peak_rss(name))
+            row["load_average_1m"] = round(os.getloadavg()[0], 2)
+            _common.emit(row)
 
 
 if __name__ == "__main__":

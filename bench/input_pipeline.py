@@ -4,17 +4,17 @@
 
 Standalone: writes a synthetic SIPaKMeD (512x384 full images, like the stored real ones) and
 prepares ``sipakmed/<variant>`` in a temporary folder (or uses ``--data_dir`` if it already holds
-it), then times the training iterator. Prints one JSON line: ``images_per_s`` (median over
-``--repeats`` windows of ``--batches`` batches, after one warm-up window that also starts the
-workers), ``images_per_s_min``/``_max``, ``spread`` ((max - min) / median), ``peak_rss_mb``
-(this process) and ``peak_rss_children_mb`` (the largest grain worker), plus the setting.
-Augmentation and normalisation run on device inside the train step; their cost for one batch
-(jitted, this machine's default device) is reported as ``device_augment_ms_per_batch``.
+it), then times the training iterator. Prints one JSON line with the fields of
+``bench/_common.py`` (``images_per_s``: median over ``--repeats`` windows of ``--batches``
+batches, after one warm-up window that also starts the workers; ``dtype`` uint8, ``model``
+null), ``peak_rss_children_mb`` (the largest grain worker) and the setting. Augmentation and
+normalisation run on device inside the train step; their cost for one batch (jitted, this
+machine's default device) is ``device_augment_ms_per_batch`` and its compilation ``compile_s``.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import resource
 import statistics
@@ -25,7 +25,8 @@ import warnings
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output side S.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
@@ -44,36 +45,29 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "Prepared TFDS data dir ('' = te
 _AUGMENT_CONFIG = {"rotation_degrees": 25.0, "horizontal_flip": True, "vertical_flip": True}
 
 
-def _peak_rss_mb(who: int) -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(who).ru_maxrss / 1024.0
-
-
-def window(iterator) -> float:
-    """Images per second over one window of batches."""
-    start = time.perf_counter()
+def window(iterator) -> None:
+    """Reads one window of ``--batches`` batches."""
     for _ in range(_BATCHES.value):
         batch = next(iterator)
         assert batch["image"].shape[1] == _IMAGE_SIZE.value
-    return _BATCHES.value * _BATCH_SIZE.value / (time.perf_counter() - start)
 
 
-def _device_augment_ms(images) -> float:
-    """Median time of the jitted on-device augment + normalize for one batch (for comparison:
-    this is the work the design moved from the host into the train step)."""
+def _device_augment(images) -> tuple[float, float]:
+    """(compile seconds, median ms per batch) of the jitted on-device augment + normalize (for
+    comparison: this is the work the design moved from the host into the train step)."""
     import jax
 
     from cervix_jax import data
 
     fn = jax.jit(lambda key, x: data.normalize(data.augment(key, x, _AUGMENT_CONFIG)))
     x = jax.device_put(images)
-    fn(jax.random.PRNGKey(0), x).block_until_ready()
-    times = []
-    for i in range(_REPEATS.value):
-        start = time.perf_counter()
-        fn(jax.random.PRNGKey(i), x).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+    key = jax.random.key(0)
+    start = time.perf_counter()
+    fn = fn.lower(key, x).compile()
+    compile_s = time.perf_counter() - start
+    fn(key, x).block_until_ready()
+    times = _common.time_repeats(lambda: fn(key, x).block_until_ready(), _REPEATS.value)
+    return compile_s, 1000.0 * statistics.median(times)
 
 
 def main(argv):
@@ -106,31 +100,29 @@ def main(argv):
         )
 
         window(iterator)  # warm-up: worker start, first reads
-        rates = sorted(window(iterator) for _ in range(_REPEATS.value))
-        median = statistics.median(rates)
+        times = _common.time_repeats(functools.partial(window, iterator), _REPEATS.value)
         batch = next(iterator)
         del iterator  # stop the workers before the temporary data goes away
-        augment_ms = _device_augment_ms(batch["image"])
-        print(
-            json.dumps(
-                {
-                    "benchmark": "input_pipeline",
-                    "variant": _VARIANT.value,
-                    "image_size": _IMAGE_SIZE.value,
-                    "batch_size": _BATCH_SIZE.value,
-                    "num_workers": _NUM_WORKERS.value,
-                    "with_masks": _WITH_MASKS.value,
-                    "host_augment": _HOST_AUGMENT.value,
-                    "images_per_s": round(median, 1),
-                    "images_per_s_min": round(rates[0], 1),
-                    "images_per_s_max": round(rates[-1], 1),
-                    "spread": round((rates[-1] - rates[0]) / median, 3),
-                    "peak_rss_mb": round(_peak_rss_mb(resource.RUSAGE_SELF), 1),
-                    "peak_rss_children_mb": round(_peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
-                    "device_augment_ms_per_batch": round(augment_ms, 2),
-                    "cpu_count": os.cpu_count(),
-                }
-            )
+        compile_s, augment_ms = _device_augment(batch["image"])
+        _common.emit(
+            {
+                "bench": "input_pipeline",
+                "model": None,
+                "variant": _VARIANT.value,
+                "image_size": _IMAGE_SIZE.value,
+                "batch_size": _BATCH_SIZE.value,
+                "dtype": "uint8",
+                "num_workers": _NUM_WORKERS.value,
+                "with_masks": _WITH_MASKS.value,
+                "host_augment": _HOST_AUGMENT.value,
+                **_common.summarise(times, _BATCHES.value * _BATCH_SIZE.value),
+                "peak_rss_mb": _common.peak_rss_mb(),
+                "peak_rss_children_mb": _common.peak_rss_mb(resource.RUSAGE_CHILDREN),
+                "compile_s": round(compile_s, 2),
+                "device_augment_ms_per_batch": round(augment_ms, 2),
+                "cpu_count": os.cpu_count(),
+                **_common.environment(),
+            }
         )
 
 

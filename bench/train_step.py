@@ -1,38 +1,57 @@
-"""Train-step throughput of one model: images/second of the jitted, sharded train step.
+"""Train-step throughput: images/second of the project's jitted train step, one line per model.
 
-    python bench/train_step.py --model=densenet121_rca --image_size=224 --batch_size=16
+    python bench/train_step.py --model=resnet50 --image_size=224 --batch_size=16
+    python bench/train_step.py --model=resnet50,densenet121,densenet121_rca --repeats=3
 
-Prints one JSON line per measurement: model, image_size, batch_size, dtype, devices,
-compile_s, images_per_s (median over repeats) with its min/max, steps per repeat, peak RSS of
-the process (one process per model).
-Standalone: random uint8 images, the real step (augment + normalise on device, Adam, BatchNorm).
+The step is ``cervix_jax.train.step.make_train_step`` as training uses it: uint8 images
+augmented (random rotation/flips) and normalised inside the step, the configured optimiser
+(``configs/default.py``), dropout, BatchNorm statistics, state donated. Random uint8 images and
+random weights (speed does not depend on them). Each model runs in its own process. A line
+holds the fields of ``bench/_common.py`` plus ``steps_per_repeat`` (steps per timed repeat),
+``first_call_s`` (the first execution after compilation) and ``remat``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1]))
+from absl import app, flags
 
-# isort: off
-import cervix_jax  # noqa: E402,F401  (first: sets XLA flags before jax initialises)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
-# isort: on
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+_MODEL = flags.DEFINE_list("model", ["resnet50"], "cervix_jax.models names, comma-separated.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_REMAT = flags.DEFINE_bool("remat", False, "Recompute block activations in the backward pass.")
+_AUGMENT = flags.DEFINE_bool("augment", True, "Random rotation/flips inside the step.")
+_STEPS = flags.DEFINE_integer("steps", 2, "Steps per timed repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats.")
+_WORKER = flags.DEFINE_bool("worker", False, "Internal: measure --model here.")
 
 
 def measure(
-    model_name: str, image_size: int, batch_size: int, dtype: str, steps: int, repeats: int
+    name: str,
+    image_size: int,
+    batch_size: int,
+    *,
+    dtype: str = "float32",
+    remat: bool = False,
+    augment: bool = True,
+    steps: int = 2,
+    repeats: int = 3,
 ) -> dict:
+    """Times the project's train step for one model; returns the JSON record."""
+    import time
+
+    # isort: off
+    import cervix_jax  # noqa: F401  (first: sets XLA flags before jax initialises)
+    import jax
+    import numpy as np
+    # isort: on
+
     from cervix_jax import data, models
     from cervix_jax.train import mesh as mesh_lib
     from cervix_jax.train.optim import make_optimizer
@@ -42,19 +61,16 @@ def measure(
 
     config = default.get_config()
     mesh = mesh_lib.make_mesh()
-    model = models.create_model(model_name, 5, dtype=dtype)
+    options = {"remat": True} if remat else {}  # not every model has the field
+    model = models.create_model(name, 5, dtype=dtype, **options)
     tx = make_optimizer(config.optim, steps_per_epoch=100, num_epochs=1)
-    variables = models.init_variables(model, jax.random.PRNGKey(0), image_size)
+    variables = models.init_variables(model, jax.random.key(0), image_size)
     state = jax.device_put(
-        create_state(variables, tx, jax.random.PRNGKey(1)), mesh_lib.replicated(mesh)
+        create_state(variables, tx, jax.random.key_data(jax.random.key(1))),
+        mesh_lib.replicated(mesh),
     )
-    step = make_train_step(
-        model,
-        tx,
-        mesh,
-        augment_fn=lambda k, x: data.augment(k, x, config.data.augment),
-        normalize_fn=data.normalize,
-    )
+    augment_fn = (lambda k, x: data.augment(k, x, config.data.augment)) if augment else None
+    step = make_train_step(model, tx, mesh, augment_fn=augment_fn, normalize_fn=data.normalize)
     rng = np.random.default_rng(0)
     batch = mesh_lib.global_batch(
         {
@@ -63,60 +79,58 @@ def measure(
         },
         mesh,
     )
-    t0 = time.perf_counter()
-    state, m = step(state, batch)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    holder = {"state": state}
+
+    def call():
         for _ in range(steps):
-            state, m = step(state, batch)
-        jax.block_until_ready((state, m))
-        rates.append(steps * batch_size / (time.perf_counter() - t0))
+            holder["state"], metrics = step(holder["state"], batch)
+        jax.block_until_ready((holder["state"], metrics))
+
+    start = time.perf_counter()
+    compiled = step.lower(holder["state"], batch).compile()
+    compile_s = time.perf_counter() - start
+    step = compiled
+    start = time.perf_counter()
+    holder["state"], metrics = step(holder["state"], batch)
+    jax.block_until_ready(metrics)
+    first_call_s = time.perf_counter() - start
+    times = _common.time_repeats(call, repeats)
     return {
-        "model": model_name,
+        "bench": "train_step",
+        "model": name,
         "image_size": image_size,
         "batch_size": batch_size,
         "dtype": dtype,
-        "devices": jax.device_count(),
-        "platform": jax.devices()[0].platform,
-        "compile_s": round(compile_s, 2),
-        "images_per_s": round(statistics.median(rates), 2),
-        "images_per_s_min": round(min(rates), 2),
-        "images_per_s_max": round(max(rates), 2),
+        "remat": remat,
+        "augment": augment,
+        **_common.summarise(times, steps * batch_size),
         "steps_per_repeat": steps,
-        "repeats": repeats,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "peak_rss_mb": _common.peak_rss_mb(),
+        "compile_s": round(compile_s, 2),
+        "first_call_s": round(first_call_s, 2),
+        **_common.environment(),
     }
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default="resnet50",
-        help="comma-separated model names (cervix_jax.models.MODEL_NAMES)",
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    settings = dict(
+        image_size=_IMAGE_SIZE.value,
+        batch_size=_BATCH_SIZE.value,
+        dtype=_DTYPE.value,
+        remat=_REMAT.value,
+        augment=_AUGMENT.value,
+        steps=_STEPS.value,
+        repeats=_REPEATS.value,
     )
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.model.split(",") if n.strip()]
-    if len(names) > 1:
-        # One process per model: peak RSS and compile caches are then the model's own.
-        rest = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("--model")]
-        for name in names:
-            subprocess.run([sys.executable, __file__, f"--model={name}", *rest], check=True)
+    if _WORKER.value:
+        _common.emit(measure(_MODEL.value[0], **settings))
         return
-    result = measure(
-        names[0], args.image_size, args.batch_size, args.dtype, args.steps, args.repeats
-    )
-    print(json.dumps(result), flush=True)
+    for name in _MODEL.value:
+        args = [f"--model={name}", "--worker"] + [f"--{k}={v}" for k, v in settings.items()]
+        _common.emit(_common.run_isolated(__file__, args))
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)
