@@ -119,6 +119,22 @@ def classifier_head(
     return logits.astype(jnp.float32)
 
 
+def last_conv_to_logits(module: nn.Module, x: jax.Array, *, train: bool, dtype: Any) -> jax.Array:
+    """The end every model shares: expose ``x`` as ``last_conv``, average-pool, paper head.
+
+    ``module`` must have ``num_classes`` and ``dropout_rate`` fields; call it from the module's
+    compact ``__call__`` so the head's parameters are named under that module.
+    """
+    x = expose_last_conv(module, x)
+    return classifier_head(
+        global_avg_pool(x),
+        num_classes=module.num_classes,
+        dropout_rate=module.dropout_rate,
+        train=train,
+        dtype=dtype,
+    )
+
+
 def maybe_remat(block: type[nn.Module], remat: bool) -> type[nn.Module]:
     """``block`` wrapped in ``nn.remat`` (recompute activations in the backward pass) if asked.
 

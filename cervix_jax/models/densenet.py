@@ -136,11 +136,4 @@ class DenseNet(nn.Module):
                 if self.ca_placement == "transitions":
                     x = attention(f"ca_transition{b}")(x)
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="norm5")(x))
-        x = _common.expose_last_conv(self, x)
-        return _common.classifier_head(
-            _common.global_avg_pool(x),
-            num_classes=self.num_classes,
-            dropout_rate=self.dropout_rate,
-            train=train,
-            dtype=dtype,
-        )
+        return _common.last_conv_to_logits(self, x, train=train, dtype=dtype)

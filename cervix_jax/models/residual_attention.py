@@ -200,11 +200,4 @@ class ResidualAttentionNet(nn.Module):
         x = unit(final, dtype=dtype, name="residual_block5")(x, train)
         x = unit(final, dtype=dtype, name="residual_block6")(x, train)
         x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn_final")(x))
-        x = _common.expose_last_conv(self, x)
-        return _common.classifier_head(
-            _common.global_avg_pool(x),
-            num_classes=self.num_classes,
-            dropout_rate=self.dropout_rate,
-            train=train,
-            dtype=dtype,
-        )
+        return _common.last_conv_to_logits(self, x, train=train, dtype=dtype)

@@ -80,11 +80,4 @@ class ResNet(nn.Module):
                 x = block(self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}")(
                     x, train
                 )
-        x = _common.expose_last_conv(self, x)
-        return _common.classifier_head(
-            _common.global_avg_pool(x),
-            num_classes=self.num_classes,
-            dropout_rate=self.dropout_rate,
-            train=train,
-            dtype=dtype,
-        )
+        return _common.last_conv_to_logits(self, x, train=train, dtype=dtype)
