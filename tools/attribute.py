@@ -70,6 +70,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # Orbax and TFDS narrate every restore at INFO
     distributed.initialize_from_flags()
     import jax
 
