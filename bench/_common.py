@@ -4,7 +4,7 @@ Every script prints one JSON line per measurement with at least ``model``, ``ima
 ``batch_size``, ``devices``, ``dtype``, ``images_per_s`` (median over the timed repeats),
 ``images_per_s_min``/``_max``, ``spread`` ((max - min) / median of the repeat times),
 ``repeats``, ``peak_rss_mb`` and ``compile_s``. Measurements that must own their peak RSS run in
-a subprocess of their own (``run_isolated``): ``ru_maxrss`` is a per-process high-water mark.
+a subprocess of their own (``run_isolated``): the peak is a per-process high-water mark.
 """
 
 from __future__ import annotations
@@ -24,7 +24,20 @@ if REPO not in sys.path:  # scripts run as `python bench/x.py` from anywhere
 
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak resident set size of this process (or its largest child) in MiB."""
+    """Peak resident set size of this process (or of its largest child) in MiB.
+
+    For this process, ``VmHWM`` of ``/proc/self/status`` where it exists: Linux carries
+    ``ru_maxrss`` across ``fork``/``exec``, so a measurement started from a large parent would
+    report the parent's peak; ``VmHWM`` belongs to the process's own address space.
+    """
+    if who == resource.RUSAGE_SELF:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024.0, 1)  # kB
+        except OSError:
+            pass
     return round(resource.getrusage(who).ru_maxrss / 1024.0, 1)  # KiB on Linux
 
 

@@ -15,8 +15,9 @@ The work is the same on both sides:
 - ``train``: one optimizer step (Adam 1e-3, cross-entropy, the paper's Dropout(0.5) + Linear
   head, train-mode BatchNorm) on a batch of uint8 images that are normalised inside the step;
   ours is the project's own jitted train step (``cervix_jax.train``) without augmentation.
-- ``infer``: eval-mode logits of a float32 batch.
-- ``ig``: integrated gradients of the softmax probability of one class for one pixel-space
+- ``infer``: eval-mode logits of a float32 batch. For ``infer`` and ``ig`` both sides hold the
+  same weights (``_shared_model``), so they compute the same function.
+- ``ig``: integrated gradients of the softmax probability of the predicted class for one pixel-space
   image (normalised inside the function), black baseline, ``--ig_steps`` Gauss-Legendre points,
   ``--ig_chunk`` points per batch (captum's ``internal_batch_size``); each side's relative
   completeness error is printed so speed is compared at equal accuracy.
@@ -57,6 +58,9 @@ _IG_STEPS = flags.DEFINE_integer("ig_steps", 50, "Integration points.")
 _IG_CHUNK = flags.DEFINE_integer("ig_chunk", 50, "Integration points per batch (both sides).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed A/B pairs per row.")
 _ITERS = flags.DEFINE_integer("iters", 2, "Calls per timed block.")
+_TORCH_THREADS = flags.DEFINE_integer(
+    "torch_threads", 0, "torch.set_num_threads (0 = torch's default, one per core)."
+)
 _IG_PEAK = flags.DEFINE_bool(
     "ig_peak_rss", True, "Also run each IG side once in a process of its own for its peak RSS."
 )
@@ -82,6 +86,48 @@ def _torch_model(name: str):
     else:
         raise ValueError(f"No torchvision counterpart for {name!r}.")
     return model
+
+
+def _shared_model(name: str):
+    """A torchvision model with BatchNorm statistics of random inputs, in eval mode.
+
+    Random initial running statistics (mean 0, variance 1) make the deep networks' logits huge
+    and the softmax saturated, a poor integrand for IG; statistics gathered in train mode on
+    two random batches give moderate logits. Both sides of ``infer`` and ``ig`` use these
+    weights (ours via ``cervix_jax.models.from_torchvision``), so they compute the same function
+    and their completeness errors are comparable.
+    """
+    torch.manual_seed(0)
+    model = _torch_model(name)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(8, 3, _IMAGE_SIZE.value, _IMAGE_SIZE.value))
+    return model.eval()
+
+
+def _predicted_class(model, image) -> int:
+    """The class IG explains: the model's prediction for ``image`` (as in practice)."""
+    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        return int(model(_torch_normalise(x)).argmax())
+
+
+def _our_variables(name: str, model) -> dict:
+    """Our variables holding the torch model's weights (the ``Dropout + Linear`` head renamed)."""
+    from cervix_jax import models
+
+    state = {}
+    for key, value in model.state_dict().items():
+        for head in ("fc.1.", "classifier.1."):
+            if key.startswith(head):
+                key = head.replace(".1.", ".") + key[len(head) :]
+        state[key] = value.numpy()
+    arch = "densenet121" if name == "densenet121_rca" else name
+    return models.from_torchvision(arch, state)
 
 
 class _ChannelAttention(torch.nn.Module):
@@ -124,8 +170,7 @@ def _torch_train(name: str, images, labels):
     return run
 
 
-def _torch_infer(name: str, images):
-    model = _torch_model(name).eval()
+def _torch_infer(model, images):
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
     def run():
@@ -135,10 +180,8 @@ def _torch_infer(name: str, images):
     return run
 
 
-def _torch_ig(name: str, image):
+def _torch_ig(model, image, target: int):
     from captum.attr import IntegratedGradients
-
-    model = _torch_model(name).eval()
 
     def prob(x):
         return torch.softmax(model(_torch_normalise(x)), dim=-1)
@@ -152,14 +195,14 @@ def _torch_ig(name: str, image):
         attributions, delta = ig.attribute(
             x,
             baselines=baseline,
-            target=0,
+            target=target,
             n_steps=_IG_STEPS.value,
             method="gausslegendre",
             internal_batch_size=_IG_CHUNK.value,
             return_convergence_delta=True,
         )
         with torch.no_grad():
-            gap = (prob(x)[0, 0] - prob(baseline)[0, 0]).abs().item()
+            gap = (prob(x)[0, target] - prob(baseline)[0, target]).abs().item()
         result["completeness_error"] = abs(delta.item()) / max(gap, 1e-12)
         return attributions
 
@@ -192,13 +235,12 @@ def _our_train(name: str, images, labels):
     return run
 
 
-def _our_infer(name: str, images):
+def _our_infer(name: str, variables, images):
     import jax
 
     from cervix_jax import models
 
     model = models.create_model(name, _NUM_CLASSES)
-    variables = models.init_variables(model, jax.random.key(0), images.shape)
     forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
     x = jax.device_put(images)
 
@@ -208,14 +250,13 @@ def _our_infer(name: str, images):
     return run
 
 
-def _our_ig(name: str, image):
+def _our_ig(name: str, variables, image, target: int):
     import jax
     import jax.numpy as jnp
 
     from cervix_jax import explain, models
 
     model = models.create_model(name, _NUM_CLASSES)
-    variables = models.init_variables(model, jax.random.key(0), image.shape[-2])
 
     def logits_fn(img, variables):
         return model.apply(variables, explain.to_normalised_space(img)[None], train=False)[0]
@@ -223,7 +264,7 @@ def _our_ig(name: str, image):
     f = explain.class_score_fn(logits_fn, "probability")
     x = jnp.asarray(image)
     baseline = jnp.zeros_like(x)
-    f_args = (jnp.int32(0), variables)
+    f_args = (jnp.int32(target), variables)
     compiled = explain.compile_integrated_gradients(
         f, x, baseline, steps=_IG_STEPS.value, chunk_size=_IG_CHUNK.value, f_args=f_args
     )
@@ -260,12 +301,16 @@ def _compare(work: str, name: str) -> dict:
     elif work == "infer":
         n = _INFER_BATCH.value
         images = rng.standard_normal((n, size, size, 3), dtype=np.float32)
-        ours, theirs = _our_infer(name, images), _torch_infer(name, images)
+        model = _shared_model(name)
+        ours = _our_infer(name, _our_variables(name, model), images)
+        theirs = _torch_infer(model, images)
     elif work == "ig":
         n = 1
         image = _ig_image()
-        ours, extra_ours = _our_ig(name, image)
-        theirs, extra_theirs = _torch_ig(name, image)
+        model = _shared_model(name)
+        target = _predicted_class(model, image)
+        ours, extra_ours = _our_ig(name, _our_variables(name, model), image, target)
+        theirs, extra_theirs = _torch_ig(model, image, target)
     else:
         raise ValueError(f"--work={work!r}: expected train, infer or ig.")
 
@@ -316,9 +361,25 @@ def _ig_image():
 
 def _peak_worker(side: str, name: str) -> dict:
     """One IG call (after compilation for ours) of one side alone; its process's peak RSS."""
-    run, extra = (_our_ig if side == "ours" else _torch_ig)(name, _ig_image())
+    model = _shared_model(name)
+    if side == "ours":
+        target = _predicted_class(model, _ig_image())
+        run, extra = _our_ig(name, _our_variables(name, model), _ig_image(), target)
+    else:
+        run, extra = _torch_ig(model, _ig_image(), _predicted_class(model, _ig_image()))
     run()
     return {"side": side, "peak_rss_mb": _common.peak_rss_mb(), **extra}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _peak_rss(name: str) -> dict:
@@ -335,6 +396,8 @@ def main(argv):
     del argv
     import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
 
+    if _TORCH_THREADS.value:
+        torch.set_num_threads(_TORCH_THREADS.value)
     if _PEAK_WORKER.value:
         _common.emit(_peak_worker(_PEAK_WORKER.value, _MODELS.value[0]))
         return
@@ -346,7 +409,7 @@ def main(argv):
         "torchvision": torchvision.__version__,
         "captum": captum.__version__,
         "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
