@@ -5,6 +5,11 @@ On x86 CPUs, XLA's YNN fusions for dot, element-wise and reduce ops speed a trai
 the user has not already mentioned it; set ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` to leave
 ``XLA_FLAGS`` untouched. It has to run before the first ``import jax`` that creates a backend,
 which is why ``cervix_jax/__init__.py`` imports this module first.
+
+For integrated gradients alone the flag buys no speed and costs memory (ResNet-50, 128 px, 50
+points in one chunk: same images/second, peak RSS 2.56 GB with it vs 1.54 GB without;
+docs/performance.md): a process that only computes attributions can start with
+``CERVIX_JAX_DEFAULT_XLA_FLAGS=0``.
 """
 
 from __future__ import annotations
