@@ -10,4 +10,27 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 
+import pytest  # noqa: E402
+
 import cervix_jax  # noqa: E402,F401  (sets XLA flags before jax initialises)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_workdir(tmp_path_factory):
+    """A finished training workdir (resnet50_tiny, 32 px synthetic SIPaKMeD, one epoch), made
+    once per session for the tests of the tools that read workdirs."""
+    from cervix_jax import train
+    from configs import default
+
+    config = default.get_config()
+    config.model.name = "resnet50_tiny"
+    config.data.synthetic = True
+    config.data.synthetic_images_per_class = 4
+    config.data.image_size = 32
+    config.data.num_workers = 0
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.num_epochs = 1
+    workdir = tmp_path_factory.mktemp("tiny_trained") / "run"
+    train.train_and_evaluate(config, os.fspath(workdir))
+    return workdir

@@ -7,25 +7,12 @@ import sys
 
 import pytest
 
-from cervix_jax import train
-from configs import default
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
-def test_attribute_tool_on_a_trained_workdir(tmp_path):
-    config = default.get_config()
-    config.model.name = "resnet50_tiny"
-    config.data.synthetic = True
-    config.data.synthetic_images_per_class = 4
-    config.data.image_size = 32
-    config.data.num_workers = 0
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_epochs = 1
-    workdir, out = tmp_path / "run", tmp_path / "attributions"
-    train.train_and_evaluate(config, os.fspath(workdir))
+def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
+    workdir, out = tiny_trained_workdir, tmp_path / "attributions"
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"}
     command = [

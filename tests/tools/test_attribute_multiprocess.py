@@ -3,16 +3,13 @@ process."""
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cervix_jax import train
 from cervix_jax.explain import batch
-from configs import default
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -20,18 +17,8 @@ import launch_local  # noqa: E402
 
 
 @pytest.mark.slow
-def test_two_process_attribution_equals_one_process(tmp_path):
-    config = default.get_config()
-    config.model.name = "resnet50_tiny"
-    config.data.synthetic = True
-    config.data.synthetic_images_per_class = 4
-    config.data.image_size = 32
-    config.data.num_workers = 0
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_epochs = 1
-    workdir = tmp_path / "run"
-    train.train_and_evaluate(config, os.fspath(workdir))
+def test_two_process_attribution_equals_one_process(tmp_path, tiny_trained_workdir):
+    workdir = tiny_trained_workdir
 
     options = ["--method=ig", "--steps=4", "--num_images=4", "--baseline=black"]
     log = io.StringIO()
