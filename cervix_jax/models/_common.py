@@ -66,16 +66,52 @@ def conv(
     )
 
 
-def batch_norm(train: bool, *, dtype: Any = jnp.float32, name: str | None = None) -> nn.BatchNorm:
+class BatchNorm(nn.Module):
+    """Batch normalisation over all axes but the last, applied as one multiply-add per element.
+
+    Same parameters (``scale``, ``bias``), statistics (``batch_stats/mean``, ``var``) and
+    semantics as ``flax.linen.BatchNorm`` with ``use_fast_variance``: batch mean and biased
+    variance in float32 during training, running averages with Flax's ``momentum``. The
+    difference is the formulation: the statistics and parameters are folded into one
+    per-channel ``a = scale / sqrt(var + eps)`` and ``b = bias - mean * a`` (the form PyTorch's
+    CPU kernel uses), so the full-size tensor is read once and written once, where Flax's
+    ``(x - mean) * (scale / sqrt(var + eps)) + bias`` makes XLA CPU emit separate full-size
+    passes and a materialised broadcast. Measured on the 2-core Xeon (docs/performance.md):
+    ResNet-50 train step at 224 +9% images/s and -14% peak memory; a DenseNet-121 dense block
+    (fwd + bwd) 8% faster. Outputs equal Flax's to float32 rounding (tested).
+    """
+
+    use_running_average: bool
+    momentum: float = BN_MOMENTUM
+    epsilon: float = BN_EPSILON
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x: [..., C]`` -> same shape, in ``dtype``."""
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = x32.mean(axes)
+            var = jnp.maximum((x32 * x32).mean(axes) - mean * mean, 0.0)
+            if not self.is_initializing():
+                ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+                ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+        a = scale * jax.lax.rsqrt(var + self.epsilon)
+        b = bias - mean * a
+        return (x32 * a + b).astype(self.dtype)
+
+
+def batch_norm(train: bool, *, dtype: Any = jnp.float32, name: str | None = None) -> BatchNorm:
     """BatchNorm with torchvision's epsilon and momentum; statistics stay float32."""
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=BN_MOMENTUM,
-        epsilon=BN_EPSILON,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        name=name,
-    )
+    return BatchNorm(use_running_average=not train, dtype=dtype, name=name)
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:

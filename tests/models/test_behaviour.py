@@ -246,3 +246,50 @@ def test_remat_keeps_parameter_names(name):
     plain = models.abstract_variables(models.create_model(name, 5), 64)
     remat = models.abstract_variables(models.create_model(name, 5, remat=True), 64)
     assert jax.tree.map(np.shape, remat) == jax.tree.map(np.shape, plain)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_folded_batch_norm_equals_flax_batch_norm(train):
+    """Our one-multiply-add BatchNorm: Flax's variables, outputs, statistics and gradients."""
+    import flax.linen as nn
+
+    from cervix_jax.models import _common
+
+    ours = _common.batch_norm(train)
+    theirs = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    # Per-channel offsets of 3 and scales of 0.5-2 exercise the folded bias b = bias - mean * a.
+    x = 3.0 + jax.random.normal(jax.random.key(0), (4, 6, 5, 7)) * jnp.linspace(0.5, 2.0, 7)
+    variables = theirs.init(jax.random.key(1), x)
+    assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+    keys = jax.random.split(jax.random.key(2), 4)
+    variables = {  # non-trivial parameters and running statistics
+        "params": {
+            "scale": 1.0 + 0.3 * jax.random.normal(keys[0], (7,)),
+            "bias": jax.random.normal(keys[1], (7,)),
+        },
+        "batch_stats": {
+            "mean": jax.random.normal(keys[2], (7,)),
+            "var": jax.random.uniform(keys[3], (7,), minval=0.5, maxval=2.0),
+        },
+    }
+
+    def run(module, params, x):
+        y, updates = module.apply(
+            {**variables, "params": params}, x, mutable=["batch_stats"] if train else []
+        )
+        return (y * jnp.cos(y)).sum(), (y, updates)
+
+    outputs = []
+    for module in (ours, theirs):
+        (_, (y, updates)), grads = jax.value_and_grad(run, argnums=(1, 2), has_aux=True)(
+            module, variables["params"], x
+        )
+        outputs.append((y, updates, grads))
+    (y0, u0, g0), (y1, u1, g1) = outputs
+    np.testing.assert_allclose(y0, y1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves((u0, g0)), jax.tree.leaves((u1, g1)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    if train:  # the batch was normalised: zero mean, unit variance before scale and bias
+        z = (y0 - variables["params"]["bias"]) / variables["params"]["scale"]
+        np.testing.assert_allclose(z.mean((0, 1, 2)), 0.0, atol=1e-5)
+        np.testing.assert_allclose(z.var((0, 1, 2)), 1.0, rtol=1e-3)
