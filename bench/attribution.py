@@ -3,18 +3,20 @@
     python bench/attribution.py --model=resnet50 --image_size=224 --steps=50 \
         --method=gausslegendre --chunk_sizes=10,25,50
     python bench/attribution.py --model=resnet50 --image_size=128 --ynn=on,off,on,off
+    python bench/attribution.py --chunk_sizes=10 --chunk_loops=scan,unrolled,scan,unrolled
 
-Each (chunk size, XLA flag setting) runs in its own process, so peak resident memory
-(``ru_maxrss``) is that setting's alone; settings are run in the order given, so ``on,off,on,off``
-alternates them. ``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (the library's default
-YNN fusion flag is then not set, see ``cervix_jax/_xla_flags.py``) and drops a YNN flag from
-``XLA_FLAGS``. Per line, besides the
-fields of ``bench/_common.py`` (``batch_size`` is 1: one image per call, ``images_per_s`` is
-images per second): ``steps``, ``method``, ``chunk_size``, ``ynn``, ``completeness_error``
-(relative: ``|sum(attributions) - (f(x) - f(b))| / |f(x) - f(b)|``, of the last call) and
-``first_call_s``. Weights are random (speed and memory do not depend on them). ``f`` is the
-softmax probability of class 0 of one pixel-space image, normalised inside ``f`` (as in
-``cervix_jax.explain``); the baseline is black.
+Each (XLA flag setting, chunk loop, chunk size) runs in its own process, so peak resident
+memory is that setting's alone; settings are run in the order given, so ``on,off,on,off``
+alternates them. ``--chunk_loops`` picks how the chunks are looped over
+(``cervix_jax.explain.integrated_gradients``: ``auto``, ``scan`` or ``unrolled``).
+``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (the library's default YNN fusion flag is
+then not set, see ``cervix_jax/_xla_flags.py``) and drops a YNN flag from ``XLA_FLAGS``. Per
+line, besides the fields of ``bench/_common.py`` (``batch_size`` is 1: one image per call,
+``images_per_s`` is images per second): ``steps``, ``method``, ``chunk_size``, ``chunk_loop``,
+``ynn``, ``completeness_error`` (relative: ``|sum(attributions) - (f(x) - f(b))| / |f(x) -
+f(b)|``, of the last call) and ``first_call_s``. Weights are random (speed and memory do not
+depend on them). ``f`` is the softmax probability of class 0 of one pixel-space image,
+normalised inside ``f`` (as in ``cervix_jax.explain``); the baseline is black.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Integration steps.")
 _METHOD = flags.DEFINE_string("method", "gausslegendre", "Quadrature rule.")
 _CHUNK_SIZES = flags.DEFINE_list("chunk_sizes", ["10", "50"], "Chunk sizes to compare.")
+_CHUNK_LOOPS = flags.DEFINE_list(
+    "chunk_loops", ["auto"], "IG chunk loops to run, in order (auto/scan/unrolled)."
+)
 _YNN = flags.DEFINE_list("ynn", ["on"], "YNN XLA flag settings to run, in order (on/off).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per chunk size.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 5, "Classifier outputs.")
@@ -39,7 +44,13 @@ _WORKER = flags.DEFINE_integer("worker_chunk_size", 0, "Internal: run one chunk 
 
 
 def measure(
-    name: str, image_size: int, steps: int, method: str, chunk_size: int, repeats: int
+    name: str,
+    image_size: int,
+    steps: int,
+    method: str,
+    chunk_size: int,
+    repeats: int,
+    chunk_loop: str = "auto",
 ) -> dict:
     """Times compiled single-image IG for one chunk size; returns the JSON record."""
     import time
@@ -65,7 +76,14 @@ def measure(
 
     start = time.perf_counter()
     compiled = explain.compile_integrated_gradients(
-        f, x, baseline, f_args=f_args, steps=steps, method=method, chunk_size=chunk_size
+        f,
+        x,
+        baseline,
+        f_args=f_args,
+        steps=steps,
+        method=method,
+        chunk_size=chunk_size,
+        chunk_loop=chunk_loop,
     )
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -87,6 +105,7 @@ def measure(
         "steps": steps,
         "method": method,
         "chunk_size": chunk_size,
+        "chunk_loop": chunk_loop,
         "ynn": "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""),
         **_common.summarise(times, 1),
         "completeness_error": abs(float(error)) / max(abs(float(delta)), 1e-12),
@@ -109,6 +128,7 @@ def main(argv: list[str]) -> None:
                 _METHOD.value,
                 _WORKER.value,
                 _REPEATS.value,
+                _CHUNK_LOOPS.value[0],
             )
         )
         return
@@ -128,9 +148,10 @@ def main(argv: list[str]) -> None:
         if setting == "off":  # neither the library's default nor a user's YNN flag
             kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion" not in f]
             env = {"CERVIX_JAX_DEFAULT_XLA_FLAGS": "0", "XLA_FLAGS": " ".join(kept)}
-        for chunk in _CHUNK_SIZES.value:
-            record = _common.run_isolated(__file__, [*base, f"--worker_chunk_size={chunk}"], env)
-            _common.emit(record)
+        for loop in _CHUNK_LOOPS.value:
+            for chunk in _CHUNK_SIZES.value:
+                args = [*base, f"--chunk_loops={loop}", f"--worker_chunk_size={chunk}"]
+                _common.emit(_common.run_isolated(__file__, args, env))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Mathematics of integrated gradients (cervix_jax/explain/integrated_gradients.py)."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,17 +112,40 @@ def test_vmapped_equals_python_loop(softplus_net):
     )
 
 
+@pytest.mark.parametrize("chunk_loop", ["scan", "unrolled"])
 @pytest.mark.parametrize("chunk_size", [1, 4, 7])
-def test_chunking_does_not_change_result(relu_cnn, chunk_size):
+def test_chunking_does_not_change_result(relu_cnn, chunk_size, chunk_loop):
     f, args = relu_cnn
     x = _image(8)
     full, error_full = explain.integrated_gradients(f, x, 0.0, steps=14, f_args=args)
     chunked, error_chunked = explain.integrated_gradients(
-        f, x, 0.0, steps=14, chunk_size=chunk_size, f_args=args
+        f, x, 0.0, steps=14, chunk_size=chunk_size, chunk_loop=chunk_loop, f_args=args
     )
     scale = float(jnp.abs(full).max())
     np.testing.assert_allclose(chunked, full, rtol=1e-4, atol=1e-5 * scale)
     assert float(error_chunked) == pytest.approx(float(error_full), abs=1e-5 * scale * x.size)
+
+
+@pytest.mark.parametrize("steps", [12, 4])  # 3 chunks of 4, or a single chunk
+@pytest.mark.parametrize(("chunk_loop", "while_loops"), [("scan", 1), ("unrolled", 0), ("auto", 0)])
+def test_chunk_loop_is_a_while_loop_only_when_asked(relu_cnn, steps, chunk_loop, while_loops):
+    """'scan' keeps one XLA while loop over the chunks; 'unrolled' (and 'auto' on CPU) none."""
+    ig = importlib.import_module("cervix_jax.explain.integrated_gradients")
+    f, args = relu_cnn
+    x = _image(8)
+    hlo = ig._ig_jit.lower(
+        f,
+        x,
+        0.0,
+        tuple(args),
+        steps=steps,
+        method="gausslegendre",
+        chunk_size=4,
+        chunk_loop=chunk_loop,
+    ).as_text()
+    assert hlo.count("stablehlo.while") == while_loops
+    with pytest.raises(ValueError, match="chunk_loop='fast'.*'auto', 'scan', 'unrolled'"):
+        explain.integrated_gradients(f, x, steps=4, chunk_loop="fast", f_args=args)
 
 
 def test_batched_equals_per_image(relu_cnn):
