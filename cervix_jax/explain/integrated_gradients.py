@@ -58,7 +58,6 @@ the midpoint rule. The tests assert the smooth-case advantage only.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -163,18 +162,22 @@ _STATIC = ("f", "steps", "method", "chunk_size", "chunk_loop")
 _COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC, compiler_options=_COMPILER_OPTIONS)
-def _ig_jit(f, x, baseline, f_args, *, steps, method, chunk_size, chunk_loop="auto"):
-    return _ig_single(
-        f,
-        x,
-        baseline,
-        f_args,
-        steps=steps,
-        method=method,
-        chunk_size=chunk_size,
-        chunk_loop=chunk_loop,
+def _jit_pair(fun: Callable) -> tuple[Callable, Callable]:
+    """``fun`` jitted with ``_COMPILER_OPTIONS`` (top level), and plainly (inside a caller's
+    trace, where JAX refuses compiler options)."""
+    return (
+        jax.jit(fun, static_argnames=_STATIC, compiler_options=_COMPILER_OPTIONS),
+        jax.jit(fun, static_argnames=_STATIC),
     )
+
+
+def _pick(jitted: tuple[Callable, Callable], *arrays: Any) -> Callable:
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(arrays))
+    return jitted[1] if traced else jitted[0]
+
+
+_IG_JITS = _jit_pair(_ig_single)
+_ig_jit = _IG_JITS[0]
 
 
 def integrated_gradients(
@@ -205,7 +208,7 @@ def integrated_gradients(
       ``(attributions [H, W, C], completeness_error [])`` with
       ``completeness_error = sum(attributions) - (f(x) - f(baseline))``.
     """
-    attributions, error, _ = _ig_jit(
+    attributions, error, _ = _pick(_IG_JITS, x, baseline, f_args)(
         f,
         x,
         baseline,
@@ -260,7 +263,7 @@ def _ig_batch(f, images, baselines, targets, f_args, *, steps, method, chunk_siz
     return IGResult(attributions.mean(axis=1), errors.mean(axis=1), deltas.mean(axis=1))
 
 
-_ig_batch_jit = jax.jit(_ig_batch, static_argnames=_STATIC, compiler_options=_COMPILER_OPTIONS)
+_IG_BATCH_JITS = _jit_pair(_ig_batch)
 
 
 def _broadcast_baselines(images: jax.Array, baselines) -> jax.Array:
@@ -316,7 +319,7 @@ def integrated_gradients_batch(
     baselines = _broadcast_baselines(images, baselines)
     if targets is not None:
         targets = jnp.asarray(targets, jnp.int32)
-    return _ig_batch_jit(
+    return _pick(_IG_BATCH_JITS, images, baselines, targets, f_args)(
         f,
         images,
         baselines,
