@@ -63,7 +63,8 @@ def smoothgrad(
       noise_level: noise standard deviation as a fraction of ``value_range`` (255 for pixel
         space; use the range of your inputs otherwise).
       squared: average squared attributions (SmoothGrad-SQ) instead.
-      batch_size: noisy copies evaluated together (``jax.lax.map`` batch size); None = all.
+      batch_size: noisy copies evaluated together (``jax.lax.map`` batch size, to bound
+        memory); None = all at once.
 
     Returns:
       attributions [H, W, C]. Pure JAX: jit it together with ``method``.
@@ -71,7 +72,14 @@ def smoothgrad(
     x = jnp.asarray(x)
     sigma = noise_level * value_range
     noise = sigma * jax.random.normal(key, (num_samples, *x.shape), x.dtype)
-    maps = jax.lax.map(lambda n: method(x + n), noise, batch_size=batch_size or num_samples)
+    batch = min(batch_size or num_samples, num_samples)
+    if batch == num_samples:
+        # One batch: a plain vmap. lax.map would still wrap it in a one-trip XLA while loop,
+        # and inside loops XLA CPU runs input-gradient convolutions on a slow path (see
+        # "Chunk loop" in integrated_gradients.py).
+        maps = jax.vmap(lambda n: method(x + n))(noise)
+    else:
+        maps = jax.lax.map(lambda n: method(x + n), noise, batch_size=batch)
     if squared:
         maps = jnp.square(maps)
     return maps.mean(axis=0)
