@@ -24,6 +24,11 @@ The work is the same on both sides:
 
 ``densenet121_rca`` on the torch side is torchvision's DenseNet-121 with the RCAN channel
 attention layer applied to the new feature maps of ``denseblock4.denselayer16``.
+
+On a GPU machine, ``--torch_device=cuda --precision=bfloat16`` compares our bfloat16 train step
+and inference (models' compute dtype) with PyTorch AMP (``torch.autocast`` in bfloat16) on the
+same GPU; our side runs on JAX's default backend, the GPU when jaxlib has CUDA (the header line
+records both devices). ``.item()`` at the end of every torch call waits for the GPU.
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ _TORCH_THREADS = flags.DEFINE_integer(
 )
 _IG_PEAK = flags.DEFINE_bool(
     "ig_peak_rss", True, "Also run each IG side once in a process of its own for its peak RSS."
+)
+_TORCH_DEVICE = flags.DEFINE_string(
+    "torch_device", "cpu", "Device of the torch side: cpu, or cuda on a GPU machine."
+)
+_PRECISION = flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16"],
+    "train/infer precision: float32, or bfloat16 = torch.autocast on the torch side (AMP) and "
+    "the models' bfloat16 compute dtype on ours (parameters stay float32 on both). IG: float32.",
 )
 _PEAK_WORKER = flags.DEFINE_enum(
     "peak_worker", "", ["", "ours", "theirs"], "Internal: one IG call here, print peak RSS."
@@ -125,7 +140,7 @@ def _our_variables(name: str, model) -> dict:
         for head in ("fc.1.", "classifier.1."):
             if key.startswith(head):
                 key = head.replace(".1.", ".") + key[len(head) :]
-        state[key] = value.numpy()
+        state[key] = value.cpu().numpy()
     arch = "densenet121" if name == "densenet121_rca" else name
     return models.from_torchvision(arch, state)
 
@@ -148,21 +163,42 @@ class _ChannelAttention(torch.nn.Module):
 
 
 def _torch_normalise(images_uint8):
-    mean = torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(_STD).view(1, 3, 1, 1) * 255.0
+    mean = torch.tensor(_MEAN, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(_STD, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
     return (images_uint8.float() - mean) / std
 
 
+def _device():
+    return torch.device(_TORCH_DEVICE.value)
+
+
+def _autocast():
+    """PyTorch AMP in bfloat16 when ``--precision=bfloat16``, a no-op context otherwise."""
+    return torch.autocast(
+        device_type=_device().type,
+        dtype=torch.bfloat16,
+        enabled=_PRECISION.value == "bfloat16",
+    )
+
+
+def _on_device(array, channels_first: bool = True):
+    x = torch.from_numpy(array)
+    if channels_first:
+        x = x.permute(0, 3, 1, 2).contiguous()
+    return x.to(_device())
+
+
 def _torch_train(name: str, images, labels):
-    model = _torch_model(name).train()
+    model = _torch_model(name).to(_device()).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    y = torch.from_numpy(labels).long()
+    x = _on_device(images)
+    y = _on_device(labels, channels_first=False).long()
 
     def run():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(_torch_normalise(x)), y)
+        with _autocast():
+            loss = loss_fn(model(_torch_normalise(x)), y)
         loss.backward()
         opt.step()
         return loss.item()
@@ -171,10 +207,11 @@ def _torch_train(name: str, images, labels):
 
 
 def _torch_infer(model, images):
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    model = model.to(_device())
+    x = _on_device(images)
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast():
             return model(x).sum().item()
 
     return run
@@ -186,8 +223,9 @@ def _torch_ig(model, image, target: int):
     def prob(x):
         return torch.softmax(model(_torch_normalise(x)), dim=-1)
 
+    model = model.to(_device())
     ig = IntegratedGradients(prob)
-    x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).contiguous()
+    x = _on_device(image[None])
     baseline = torch.zeros_like(x)
     result = {}
 
@@ -219,7 +257,7 @@ def _our_train(name: str, images, labels):
     from cervix_jax.train.state import create_state
     from cervix_jax.train.step import make_train_step
 
-    model = models.create_model(name, _NUM_CLASSES)
+    model = models.create_model(name, _NUM_CLASSES, dtype=_PRECISION.value)
     variables = models.init_variables(model, jax.random.key(0), images.shape)
     tx = optax.adam(1e-3)
     mesh = mesh_lib.make_mesh()
@@ -240,7 +278,7 @@ def _our_infer(name: str, variables, images):
 
     from cervix_jax import models
 
-    model = models.create_model(name, _NUM_CLASSES)
+    model = models.create_model(name, _NUM_CLASSES, dtype=_PRECISION.value)
     forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
     x = jax.device_put(images)
 
@@ -330,7 +368,8 @@ def _compare(work: str, name: str) -> dict:
         "image_size": size,
         "batch_size": n,
         "devices": 1,
-        "dtype": "float32",
+        "dtype": "float32" if work == "ig" else _PRECISION.value,
+        "torch_device": _TORCH_DEVICE.value,
         "ours_images_per_s": round(statistics.median(ours_ips), 3),
         "theirs_images_per_s": round(statistics.median(theirs_ips), 3),
         "ours_spread": _common.summarise([a for a, _ in pairs], n)["spread"],
@@ -409,6 +448,10 @@ def main(argv):
         "torchvision": torchvision.__version__,
         "captum": captum.__version__,
         "torch_threads": torch.get_num_threads(),
+        "torch_device": _TORCH_DEVICE.value,
+        "torch_device_name": (
+            torch.cuda.get_device_name() if _device().type == "cuda" else _cpu_name()
+        ),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
