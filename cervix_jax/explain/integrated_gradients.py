@@ -208,16 +208,9 @@ def integrated_gradients(
       ``(attributions [H, W, C], completeness_error [])`` with
       ``completeness_error = sum(attributions) - (f(x) - f(baseline))``.
     """
-    attributions, error, _ = _pick(_IG_JITS, x, baseline, f_args)(
-        f,
-        x,
-        baseline,
-        tuple(f_args),
-        steps=steps,
-        method=method,
-        chunk_size=chunk_size,
-        chunk_loop=chunk_loop,
-    )
+    options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
+    jitted = _pick(_IG_JITS, x, baseline, f_args)
+    attributions, error, _ = jitted(f, x, baseline, tuple(f_args), **options)
     return attributions, error
 
 
@@ -237,17 +230,8 @@ def compile_integrated_gradients(
     Returns ``compiled(x, baseline, f_args) -> (attributions, completeness_error,
     f(x) - f(baseline))``; used by bench/attribution.py to time compilation separately.
     """
-    lowered = _ig_jit.lower(
-        f,
-        x,
-        baseline,
-        tuple(f_args),
-        steps=steps,
-        method=method,
-        chunk_size=chunk_size,
-        chunk_loop=chunk_loop,
-    )
-    compiled = lowered.compile()
+    options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
+    compiled = _ig_jit.lower(f, x, baseline, tuple(f_args), **options).compile()
     return lambda x, baseline, f_args: compiled(x, baseline, tuple(f_args))
 
 
@@ -358,18 +342,10 @@ def integrated_gradients_adaptive(
       ``(attributions, completeness_error, steps_used)``. If ``max_steps`` is reached first,
       the last result is returned (check the error).
     """
+    options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
     steps = int(start_steps)
     while True:
-        attributions, error, delta = _ig_jit(
-            f,
-            x,
-            baseline,
-            tuple(f_args),
-            steps=steps,
-            method=method,
-            chunk_size=chunk_size,
-            chunk_loop=chunk_loop,
-        )
+        attributions, error, delta = _ig_jit(f, x, baseline, tuple(f_args), steps=steps, **options)
         scale = max(abs(float(delta)), 1e-12) if relative else 1.0
         if abs(float(error)) / scale < tol or steps * 2 > max_steps:
             return attributions, error, steps
