@@ -16,7 +16,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cervix_jax.data import synthetic  # noqa: E402
+from cervix_jax.data import DataError, synthetic  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Output folder (the builder's manual_dir).", required=True)
 _IMAGES_PER_CLASS = flags.DEFINE_integer("images_per_class", 40, "Full images per class.")
@@ -29,14 +29,18 @@ _ZIPPED = flags.DEFINE_bool("zipped", False, "Write im_X.zip archives instead of
 
 def main(argv):
     del argv
-    counts = synthetic.write_synthetic_sipakmed(
-        _OUT.value,
-        _IMAGES_PER_CLASS.value,
-        _SEED.value,
-        image_size=(_WIDTH.value, _HEIGHT.value),
-        layout=_LAYOUT.value,
-        zipped=_ZIPPED.value,
-    )
+    try:
+        counts = synthetic.write_synthetic_sipakmed(
+            _OUT.value,
+            _IMAGES_PER_CLASS.value,
+            _SEED.value,
+            image_size=(_WIDTH.value, _HEIGHT.value),
+            layout=_LAYOUT.value,
+            zipped=_ZIPPED.value,
+        )
+    except DataError as e:
+        print(f"error: --out: {e}", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps({"out": os.path.abspath(_OUT.value), "counts": counts}))
 
 

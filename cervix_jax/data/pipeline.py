@@ -136,7 +136,7 @@ def load_sipakmed(data_config: Any):
         root = data_dir or os.fspath(tfds.core.constants.DATA_DIR)
         data_dir = os.path.join(root, f"sipakmed_synthetic_n{images_per_class}_s{seed}")
         manual_dir = manual_dir or os.path.join(data_dir, "raw")
-        if not os.path.exists(os.path.join(manual_dir, synthetic_lib.MARKER_FILE)):
+        if not synthetic_lib.is_complete(manual_dir):
             synthetic_lib.write_synthetic_sipakmed(manual_dir, images_per_class, seed)
     builder = tfds.builder(f"sipakmed/{variant}", data_dir=data_dir)
     if not builder.is_prepared():

@@ -34,9 +34,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cervix_jax.data import annotations
+from cervix_jax.data.errors import DataError
 from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES, SYNTHETIC_MARKER
 
 MARKER_FILE = SYNTHETIC_MARKER
+_INCOMPLETE = "Incomplete: generation was interrupted."
 _ZIP_DATE = (2018, 1, 1, 0, 0, 0)  # fixed timestamp: same seed, same bytes
 
 
@@ -353,6 +355,34 @@ def _class_files(rng, class_name, images_per_class, width, height):
             yield f"{crop}_nuc.dat", annotations.format_dat(cell.nucleus - offset).encode()
 
 
+def is_complete(out_dir: str | os.PathLike) -> bool:
+    """Whether ``out_dir`` holds a finished replica written by `write_synthetic_sipakmed`."""
+    marker = os.path.join(os.fspath(out_dir), MARKER_FILE)
+    if not os.path.isfile(marker):
+        return False
+    with open(marker) as f:
+        return _INCOMPLETE not in f.read()
+
+
+def _claim(out_dir: str) -> None:
+    """Makes ``out_dir`` ours: created empty, or already marked as a replica we wrote.
+
+    The generator replaces its own class folders; a folder it did not write may hold a user's
+    real SIPaKMeD (or anything else), so it is never written into.
+    """
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{out_dir} is a file; give the synthetic replica a new or empty folder.")
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not os.path.isfile(os.path.join(out_dir, MARKER_FILE)):
+            raise DataError(
+                f"{out_dir} is not empty and holds no {MARKER_FILE}, so it was not written by the "
+                "synthetic generator; refusing to write there so that nothing in it is "
+                "overwritten. Give a new or empty folder (for a demo run, leave "
+                "config.data.manual_dir empty: the replica then goes into the workdir)."
+            )
+    os.makedirs(out_dir, exist_ok=True)
+
+
 def write_synthetic_sipakmed(
     out_dir: str | os.PathLike,
     images_per_class: int = 40,
@@ -362,7 +392,8 @@ def write_synthetic_sipakmed(
     layout: str = "nested",
     zipped: bool = False,
 ) -> dict[str, dict[str, int]]:
-    """Writes a synthetic SIPaKMeD into ``out_dir`` (created; must not hold the class folders).
+    """Writes a synthetic SIPaKMeD into ``out_dir``: a new or empty folder, or one this function
+    wrote before (recognised by its marker file, whose class folders it then replaces).
 
     Args:
       out_dir: destination ("manual dir" of the TFDS builder).
@@ -374,46 +405,62 @@ def write_synthetic_sipakmed(
 
     Returns:
       {class name: {'full': count, 'cropped': count}}.
+
+    Raises:
+      DataError: ``out_dir`` is a file, or a non-empty folder without the marker file.
     """
     if layout not in ("nested", "flat"):
         raise ValueError(f"layout must be 'nested' or 'flat', got {layout!r}")
     width, height = image_size
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    _claim(out_dir)
+    description = (
+        f"Synthetic SIPaKMeD replica (cervix_jax.data.synthetic), seed={seed}, "
+        f"images_per_class={images_per_class}, image_size={width}x{height}. Not real data.\n"
+    )
+    # The marker comes first: an interrupted run leaves a folder that is recognisably ours (and
+    # incomplete), which the next run may replace.
+    _write_marker(out_dir, description + _INCOMPLETE + "\n")
     counts = {}
     for class_index, class_name in enumerate(CLASS_NAMES):
-        folder = f"im_{class_name}"
-        prefix = f"{folder}/{folder}" if layout == "nested" else folder
         rng = np.random.default_rng([seed, class_index])
         files = list(_class_files(rng, class_name, images_per_class, width, height))
         counts[class_name] = {
             "full": sum(1 for p, _ in files if "/" not in p and p.endswith(".bmp")),
             "cropped": sum(1 for p, _ in files if p.startswith("CROPPED/") and p.endswith(".bmp")),
         }
-        # Write into a temporary sibling and rename, so an interrupted run leaves nothing partial.
-        tmp = tempfile.mkdtemp(prefix=f".{folder}.", dir=out_dir)
-        try:
-            if zipped:
-                target = os.path.join(out_dir, f"{folder}.zip")
-                with zipfile.ZipFile(os.path.join(tmp, "a.zip"), "w", zipfile.ZIP_STORED) as zf:
-                    for path, data in files:
-                        zf.writestr(zipfile.ZipInfo(f"{prefix}/{path}", _ZIP_DATE), data)
-                os.replace(os.path.join(tmp, "a.zip"), target)
-            else:
-                target = os.path.join(out_dir, folder)
-                for path, data in files:
-                    full = os.path.join(tmp, prefix, path)
-                    os.makedirs(os.path.dirname(full), exist_ok=True)
-                    with open(full, "wb") as f:
-                        f.write(data)
-                if os.path.exists(target):
-                    shutil.rmtree(target)
-                os.replace(os.path.join(tmp, folder), target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    with open(os.path.join(out_dir, MARKER_FILE), "w") as f:
-        f.write(
-            f"Synthetic SIPaKMeD replica (cervix_jax.data.synthetic), seed={seed}, "
-            f"images_per_class={images_per_class}, image_size={width}x{height}. Not real data.\n"
-        )
+        _write_class(out_dir, f"im_{class_name}", files, layout, zipped)
+    _write_marker(out_dir, description)
     return counts
+
+
+def _write_marker(out_dir: str, text: str) -> None:
+    tmp = os.path.join(out_dir, f".{MARKER_FILE}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(out_dir, MARKER_FILE))
+
+
+def _write_class(out_dir: str, folder: str, files, layout: str, zipped: bool) -> None:
+    """One class as ``im_X.zip`` or ``im_X/``, written into a temporary sibling and renamed, so
+    an interrupted run leaves nothing partial."""
+    prefix = f"{folder}/{folder}" if layout == "nested" else folder
+    tmp = tempfile.mkdtemp(prefix=f".{folder}.", dir=out_dir)
+    try:
+        if zipped:
+            with zipfile.ZipFile(os.path.join(tmp, "a.zip"), "w", zipfile.ZIP_STORED) as zf:
+                for path, data in files:
+                    zf.writestr(zipfile.ZipInfo(f"{prefix}/{path}", _ZIP_DATE), data)
+            os.replace(os.path.join(tmp, "a.zip"), os.path.join(out_dir, f"{folder}.zip"))
+        else:
+            for path, data in files:
+                full = os.path.join(tmp, prefix, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "wb") as f:
+                    f.write(data)
+            target = os.path.join(out_dir, folder)
+            if os.path.exists(target):  # ours: _claim checked the marker
+                shutil.rmtree(target)
+            os.replace(os.path.join(tmp, folder), target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

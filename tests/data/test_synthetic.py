@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cervix_jax.data import CLASS_NAMES, annotations, synthetic
+from cervix_jax.data import CLASS_NAMES, DataError, annotations, synthetic
+from tests.tree_snapshot import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -142,20 +143,72 @@ def test_tool_writes_the_requested_tree(tmp_path):
     assert os.path.exists(tmp_path / synthetic.MARKER_FILE)
 
 
-def test_generation_is_fast():
-    import time
-
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    for class_name in CLASS_NAMES:
-        for _ in range(4):
-            synthetic.render_full_image(rng, class_name)
-    per_image = (time.perf_counter() - start) / 20
-    # 5 x 40 full-size images in a few seconds on a shared 2-core machine.
-    assert per_image < 0.08, per_image
-
-
 @pytest.mark.parametrize("layout", ["bogus"])
 def test_bad_layout_is_rejected(tmp_path, layout):
     with pytest.raises(ValueError, match="layout must be"):
         synthetic.write_synthetic_sipakmed(tmp_path, 1, layout=layout)
+
+
+def _users_sipakmed(folder):
+    """A stand-in for a user's own SIPaKMeD folder (and a note of theirs beside it)."""
+    inner = folder / "im_Dyskeratotic" / "im_Dyskeratotic"
+    inner.mkdir(parents=True)
+    (inner / "001.bmp").write_bytes(b"the user's real image")
+    (folder / "notes.txt").write_text("mine")
+    return snapshot(folder)
+
+
+def test_generator_refuses_a_folder_it_did_not_write(tmp_path):
+    before = _users_sipakmed(tmp_path)
+    with pytest.raises(DataError, match=f"{tmp_path}.*not written by the synthetic generator"):
+        synthetic.write_synthetic_sipakmed(tmp_path, 1, image_size=(96, 72))
+    assert snapshot(tmp_path) == before
+
+
+def test_generator_refuses_a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        synthetic.write_synthetic_sipakmed(path, 1, image_size=(96, 72))
+    assert path.read_text() == "x"
+
+
+def test_generator_replaces_its_own_output_and_recovers_from_an_interruption(tmp_path):
+    synthetic.write_synthetic_sipakmed(tmp_path, 1, seed=0, image_size=(96, 72))
+    assert synthetic.is_complete(tmp_path)
+    first = snapshot(tmp_path)
+    # An interrupted run leaves the marker saying so: not complete, but still ours.
+    marker = tmp_path / synthetic.MARKER_FILE
+    marker.write_text(marker.read_text() + "Incomplete: generation was interrupted.\n")
+    assert not synthetic.is_complete(tmp_path)
+    synthetic.write_synthetic_sipakmed(tmp_path, 1, seed=0, image_size=(96, 72))
+    assert synthetic.is_complete(tmp_path)
+    assert snapshot(tmp_path) == first
+
+
+def test_tool_refuses_a_users_folder_in_one_line(tmp_path):
+    before = _users_sipakmed(tmp_path)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "make_synthetic_sipakmed.py"),
+         f"--out={tmp_path}", "--images_per_class=1"],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert str(tmp_path) in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_demo_run_never_writes_into_a_users_manual_dir(tmp_path):
+    manual = tmp_path / "sipakmed"
+    before = _users_sipakmed(manual)
+    workdir = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/rca.py:demo",
+         f"--workdir={workdir}", f"--config.data.manual_dir={manual}"],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and str(manual) in result.stderr
+    assert snapshot(manual) == before

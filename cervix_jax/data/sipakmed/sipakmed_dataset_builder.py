@@ -52,8 +52,8 @@ and put them in the manual directory (`manual_dir`), either still zipped or extr
 (one folder `im_<Class>` per archive; nested copies such as `im_X/im_X/` are fine: each class
 folder is found through its `CROPPED/` sub-folder). For example:
   MANUAL_DIR/im_Dyskeratotic.zip   or   MANUAL_DIR/im_Dyskeratotic/im_Dyskeratotic/CROPPED/...
-No download? `python tools/make_synthetic_sipakmed.py --out=MANUAL_DIR` writes a synthetic
-replica in the same format.
+No download? `python tools/make_synthetic_sipakmed.py --out=NEW_FOLDER` writes a synthetic
+replica in the same format into a new folder (never into one holding other files).
 """
 
 _FULL_IMAGE = re.compile(r"^(\d+)\.bmp$", re.IGNORECASE)
