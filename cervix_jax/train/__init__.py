@@ -12,14 +12,10 @@ Public surface (contract in docs/design.md):
 
 from __future__ import annotations
 
-from cervix_jax.train.loop import (
-    TrainingError,
-    evaluate,
-    load_config_json,
-    restore_inference_variables,
-    train_and_evaluate,
-)
+from cervix_jax.train.errors import TrainingError
+from cervix_jax.train.loop import evaluate, restore_inference_variables, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
+from cervix_jax.train.workdir import load_config_json
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

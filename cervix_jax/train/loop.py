@@ -22,17 +22,15 @@ import numpy as np
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train import report as report_lib
+from cervix_jax.train import workdir as workdir_lib
 from cervix_jax.train.data_module import DataModule, build_data_module
+from cervix_jax.train.errors import TrainingError
 from cervix_jax.train.optim import make_optimizer
 from cervix_jax.train.state import TrainState, create_state, inference_variables
 from cervix_jax.train.step import make_eval_step, make_train_step
 
 DEVICE_KEYS = ("image", "label", "mask")
 EVAL_DEVICE_KEYS = ("image", "label", "mask", "index")
-
-
-class TrainingError(RuntimeError):
-    """A run cannot go on (non-finite loss, inconsistent workdir); the message says why."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,17 +52,6 @@ def _fmt_time(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-def load_config_json(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
-    """The resolved config a run saved in ``WORKDIR/config.json``."""
-    path = Path(workdir) / "config.json"
-    if not path.exists():
-        raise TrainingError(
-            f"{path} not found: {workdir} is not a cervix_jax training workdir (train there "
-            "first with main.py --workdir=...)."
-        )
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def read_history(workdir: str | os.PathLike) -> list[dict]:
@@ -352,6 +339,7 @@ def train_and_evaluate(
       The test report (``report.json``'s content); ``{}`` if stopped early.
     """
     workdir = Path(workdir)
+    workdir_lib.check_resumable(config, workdir)  # before anything is written
     if is_writer():
         workdir.mkdir(parents=True, exist_ok=True)
     mesh = mesh_lib.make_mesh()
@@ -371,7 +359,7 @@ def train_and_evaluate(
     tx = make_optimizer(config.optim, steps_per_epoch, config.num_epochs)
 
     if is_writer():
-        report_lib.atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+        workdir_lib.write_config(config, workdir)
 
     rng = jax.random.PRNGKey(config.seed)
     init_rng, state_rng = jax.random.split(rng)
@@ -572,7 +560,7 @@ def restore_inference_variables(
       by ``cervix_jax.data.normalize``.
     """
     workdir = Path(workdir)
-    config = load_config_json(workdir)
+    config = workdir_lib.load_config_json(workdir)
     from cervix_jax.data import CLASS_NAMES
 
     model = build_model(config, len(CLASS_NAMES))

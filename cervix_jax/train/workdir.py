@@ -1,0 +1,111 @@
+"""A training workdir's own files: ``config.json`` and ``metrics.jsonl``, and the rule of what
+may change when a run is resumed.
+
+A resumed run must end as the uninterrupted run would, and a workdir must describe what its
+checkpoints hold. So a workdir with checkpoints keeps its config: only the settings in
+``RESUMABLE_FIELDS`` (where files are, how many workers read them, how often to log and how
+many checkpoints to keep) may differ on resume; any other difference stops the run before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from cervix_jax.train import report as report_lib
+from cervix_jax.train.errors import TrainingError
+
+# Settings that do not change what a run computes: they may differ when it is resumed.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "data.manual_dir",
+        "data.tfds_data_dir",
+        "data.num_workers",
+        "data.prefetch_buffer_size",
+        "eval_batch_size",
+        "log_every_steps",
+        "checkpoint_keep_latest",
+        "checkpoint_keep_best",
+        "init_from",  # only read when a run starts from scratch
+    }
+)
+
+
+def config_path(workdir: str | os.PathLike) -> Path:
+    return Path(workdir) / "config.json"
+
+
+def has_checkpoints(workdir: str | os.PathLike) -> bool:
+    """Whether ``WORKDIR/checkpoints`` holds a finished checkpoint (a step-numbered folder)."""
+    folder = Path(workdir) / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def load_config_json(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+    """The resolved config a run saved in ``WORKDIR/config.json``."""
+    path = config_path(workdir)
+    if not path.exists():
+        raise TrainingError(
+            f"{path} not found: {workdir} is not a cervix_jax training workdir (train there "
+            "first with main.py --workdir=...)."
+        )
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_changes(
+    saved: ml_collections.ConfigDict | dict, config: ml_collections.ConfigDict
+) -> list[tuple[str, Any, Any]]:
+    """``(field, saved value, new value)`` for every field outside ``RESUMABLE_FIELDS`` that
+    differs (a field missing on one side counts as a difference)."""
+    as_dict = saved.to_dict() if isinstance(saved, ml_collections.ConfigDict) else saved
+    old = _flatten(json.loads(json.dumps(as_dict)))
+    new = _flatten(json.loads(config.to_json_best_effort()))
+    missing = object()
+    changes = []
+    for field in sorted(set(old) | set(new)):
+        before, after = old.get(field, missing), new.get(field, missing)
+        if field not in RESUMABLE_FIELDS and before != after:
+            changes.append((field, before, after))
+    return [
+        (f, "(absent)" if b is missing else b, "(absent)" if a is missing else a)
+        for f, b, a in changes
+    ]
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+    """Raises ``TrainingError`` if ``workdir`` cannot take a run of ``config``: it is a file, or
+    it holds checkpoints of a run whose saved config differs from ``config`` in a field that
+    cannot change on resume. Reads only; writes nothing."""
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise TrainingError(f"--workdir={workdir} is a file; give a directory.")
+    if not (has_checkpoints(workdir) and config_path(workdir).exists()):
+        return
+    changes = config_changes(load_config_json(workdir), config)
+    if changes:
+        lines = "\n".join(f"  {f}: {old!r} (saved) -> {new!r} (now)" for f, old, new in changes)
+        raise TrainingError(
+            f"{workdir} holds checkpoints of a run with other settings, which cannot change "
+            f"when it is resumed:\n{lines}\nTrain in another --workdir, or resume with the "
+            f"settings saved in {config_path(workdir)}."
+        )
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+    report_lib.atomic_write_text(config_path(workdir), config.to_json_best_effort(indent=2))
