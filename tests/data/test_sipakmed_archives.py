@@ -202,3 +202,12 @@ def test_extraction_inside_the_manual_dir_is_refused(tmp_path):
     with pytest.raises(DataError, match="inside the manual directory"):
         build("sipakmed/full", manual / "tfds", manual)
     assert sorted(os.listdir(manual)) == before
+
+
+def test_too_little_disk_for_a_class_says_how_much(tmp_path, monkeypatch):
+    manual = _replica(tmp_path / "manual", archive="7z")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    message = failed_build_message(tmp_path / "data", manual, DataError, "GB are free")
+    assert message.startswith(f"{manual / 'im_Dyskeratotic.7z'}: extracting it needs 0.0 GB in ")
+    assert "where 0.0 GB are free" in message and "tfds_data_dir" in message

@@ -174,20 +174,36 @@ class _Archive:
             return
         target = tempfile.mkdtemp(prefix="class-", dir=scratch)
         try:
-            try:
-                with py7zr.SevenZipFile(self.path) as archive:
-                    archive.extract(target, targets=[self._member(n) for n in names])
-            except Exception as e:  # py7zr and lzma raise many types for damaged archives
-                raise DataError(
-                    f"{self.path}: cannot be extracted ({type(e).__name__}: {e}). The file is "
-                    f"damaged: download it again from {HOMEPAGE}, or extract it with 7-Zip "
-                    "into a folder of the same name."
-                ) from None
+            self._extract(target, [self._member(n) for n in names])
             self._root = target
             yield
         finally:
             self._root = None
             shutil.rmtree(target, ignore_errors=True)
+
+    def _extract(self, target: str, members: list[str]) -> None:
+        try:
+            with py7zr.SevenZipFile(self.path) as archive:
+                wanted = set(members)
+                size = sum(f.uncompressed for f in archive.list() if f.filename in wanted)
+                free = shutil.disk_usage(target).free
+                if size > free:
+                    raise DataError(
+                        f"{self.location}: extracting it needs {size / 1e9:.1f} GB in {target}, "
+                        f"where {free / 1e9:.1f} GB are free. Free some space, or give a TFDS "
+                        "data_dir on a larger disk (--config.data.tfds_data_dir)."
+                    )
+                archive.extract(target, targets=members)
+        except DataError:
+            raise
+        except OSError as e:  # the disk, not the archive
+            raise DataError(f"{self.location}: extracting it into {target} failed ({e}).") from None
+        except Exception as e:  # py7zr and lzma raise many types for damaged archives
+            raise DataError(
+                f"{self.path}: cannot be extracted ({type(e).__name__}: {e}). The file is "
+                f"damaged: download it again from {HOMEPAGE}, or extract it with 7-Zip into a "
+                "folder of the same name."
+            ) from None
 
     def image_folder(self) -> str:
         """Relative path ('' for the root) of the folder holding the full images: the parent of
