@@ -24,7 +24,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed; same seed, same bytes.")
 _WIDTH = flags.DEFINE_integer("width", 512, "Full image width in pixels.")
 _HEIGHT = flags.DEFINE_integer("height", 384, "Full image height in pixels.")
 _LAYOUT = flags.DEFINE_enum("layout", "nested", ["nested", "flat"], "im_X/im_X/ or im_X/.")
-_ZIPPED = flags.DEFINE_bool("zipped", False, "Write im_X.zip archives instead of folders.")
+_ARCHIVE = flags.DEFINE_enum(
+    "archive", None, ["7z", "zip"], "Write im_X.7z (as on the SIPaKMeD page) or im_X.zip files."
+)
 
 
 def main(argv):
@@ -36,7 +38,7 @@ def main(argv):
             _SEED.value,
             image_size=(_WIDTH.value, _HEIGHT.value),
             layout=_LAYOUT.value,
-            zipped=_ZIPPED.value,
+            archive=_ARCHIVE.value,
         )
     except DataError as e:
         print(f"error: --out: {e}", file=sys.stderr)

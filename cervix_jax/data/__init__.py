@@ -9,7 +9,7 @@ Importing this package registers the TFDS builder ``sipakmed`` (configs ``full``
 
 Public API:
   CLASS_NAMES                          label order of the five classes
-  write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, zipped)
+  write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, archive)
   load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
   open_source(variant, data_dir), read_metadata(source)
   ArraySource(arrays)                  in-memory source with the same iterators (tests, tools)

@@ -218,7 +218,7 @@ def test_load_sipakmed_without_data_explains_what_to_do(tmp_path):
         load_sipakmed(config)
     message = str(e.value)
     assert "--config.data.manual_dir=" in message
-    assert "im_Superficial-Intermediate.zip" in message and "synthetic=True" in message
+    assert "im_Superficial-Intermediate.7z" in message and "synthetic=True" in message
 
 
 def test_load_sipakmed_prepares_an_existing_manual_dir(tmp_path, raw_dir):

@@ -14,15 +14,17 @@ from PIL import Image
 
 from cervix_jax.data import CLASS_NAMES, DataError, ManualDownloadError, annotations, synthetic
 from cervix_jax.data.sipakmed import sipakmed_dataset_builder as sb
-from tests.data.conftest import IMAGE_SIZE, IMAGES_PER_CLASS, build
+from tests.data.conftest import (
+    IMAGE_SIZE,
+    IMAGES_PER_CLASS,
+    assert_same_records,
+    build,
+    failed_build_message,
+    records,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DUMMY = os.path.join(REPO, "cervix_jax", "data", "sipakmed", "dummy_data")
-
-
-def _records(name, data_dir):
-    source = tfds.data_source(name, split="train", data_dir=str(data_dir))
-    return {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
 
 
 def _bmp(path):
@@ -36,7 +38,7 @@ def _class_dir(raw, class_name):
 
 def test_exact_api_builds_full_and_reads_without_tensorflow(prepared, raw_dir):
     raw, _ = raw_dir
-    full = _records("sipakmed/full", prepared)
+    full = records("sipakmed/full", prepared)
     expected = {f"{c}/{i:03d}" for c in CLASS_NAMES for i in range(1, IMAGES_PER_CLASS + 1)}
     assert set(full) == expected
     width, height = IMAGE_SIZE
@@ -66,7 +68,7 @@ def test_exact_api_builds_full_and_reads_without_tensorflow(prepared, raw_dir):
 
 def test_cropped_ids_groups_images_and_polygons(prepared, raw_dir):
     raw, counts = raw_dir
-    cropped = _records("sipakmed/cropped", prepared)
+    cropped = records("sipakmed/cropped", prepared)
     assert len(cropped) == sum(c["cropped"] for c in counts.values())
     for class_name in CLASS_NAMES:
         mine = [k for k in cropped if k.startswith(class_name + "/")]
@@ -83,13 +85,13 @@ def test_cropped_ids_groups_images_and_polygons(prepared, raw_dir):
     )
     assert list(r["cytoplasm_lengths"]) == [len(r["cytoplasm_vertices"])]
     # Every crop's group is a full image of the same class.
-    full_ids = set(_records("sipakmed/full", prepared))
+    full_ids = set(records("sipakmed/full", prepared))
     assert {v["group_id"].decode() for v in cropped.values()} <= full_ids
 
 
 def test_masked_is_full_with_background_set_to_zero(prepared):
-    full = _records("sipakmed/full", prepared)
-    masked = _records("sipakmed/masked", prepared)
+    full = records("sipakmed/full", prepared)
+    masked = records("sipakmed/masked", prepared)
     assert set(full) == set(masked)
     for image_id, m in masked.items():
         inside = m["cell_mask"][..., 0] > 0
@@ -125,20 +127,15 @@ def test_large_images_are_stored_resized_with_polygons_scaled(tmp_path, raw_dir)
 def test_zipped_flat_copy_gives_the_same_dataset(tmp_path, prepared):
     raw = tmp_path / "raw"
     synthetic.write_synthetic_sipakmed(
-        raw, IMAGES_PER_CLASS, seed=0, image_size=IMAGE_SIZE, layout="flat", zipped=True
+        raw, IMAGES_PER_CLASS, seed=0, image_size=IMAGE_SIZE, layout="flat", archive="zip"
     )
     # Add macOS resource forks, which must be ignored.
     with zipfile.ZipFile(raw / "im_Parabasal.zip", "a") as zf:
         zf.writestr("__MACOSX/im_Parabasal/CROPPED/._001_01.bmp", b"junk")
     build("sipakmed/full", tmp_path / "data", raw)
-    zipped = _records("sipakmed/full", tmp_path / "data")
-    extracted = _records("sipakmed/full", prepared)
-    assert set(zipped) == set(extracted)
-    for k in zipped:
-        np.testing.assert_array_equal(zipped[k]["image"], extracted[k]["image"])
-        np.testing.assert_array_equal(
-            zipped[k]["cytoplasm_vertices"], extracted[k]["cytoplasm_vertices"]
-        )
+    assert_same_records(
+        records("sipakmed/full", tmp_path / "data"), records("sipakmed/full", prepared)
+    )
 
 
 def test_count_mismatch_warns_with_class_and_both_numbers(tmp_path, raw_dir):
@@ -164,24 +161,16 @@ def raw_copy(tmp_path, raw_dir):
     return target
 
 
-def _assert_failed_build_leaves_nothing(data_dir, manual_dir, error, match, config="full"):
-    with pytest.raises(error, match=match) as e:
-        build(f"sipakmed/{config}", data_dir, manual_dir)
-    leftovers = [os.path.join(r, f) for r, dirs, files in os.walk(data_dir) for f in files + dirs]
-    assert leftovers == [], leftovers
-    return str(e.value)
-
-
 def test_missing_manual_dir(tmp_path):
-    message = _assert_failed_build_leaves_nothing(
+    message = failed_build_message(
         tmp_path / "data", tmp_path / "nowhere", AssertionError, "does not exist or is empty"
     )
-    assert "im_Dyskeratotic.zip" in message and "sipakmed.html" in message
+    assert "im_Dyskeratotic.7z" in message and "sipakmed.html" in message
 
 
 def test_missing_class_folder(tmp_path, raw_copy):
     shutil.rmtree(raw_copy / "im_Parabasal")
-    message = _assert_failed_build_leaves_nothing(
+    message = failed_build_message(
         tmp_path / "data", raw_copy, ManualDownloadError, "class 'Parabasal' not found"
     )
     assert "im_Parabasal/" in message and "im_Parabasal.zip" in message
@@ -195,14 +184,14 @@ def test_malformed_dat_names_file_and_line(tmp_path, raw_copy):
     lines = path.read_text().splitlines()
     lines[2] = "12.5;oops"
     path.write_text("\n".join(lines) + "\n")
-    message = _assert_failed_build_leaves_nothing(tmp_path / "data", raw_copy, DataError, "line 3")
+    message = failed_build_message(tmp_path / "data", raw_copy, DataError, "line 3")
     assert str(path) in message and "'12.5;oops'" in message
 
 
 def test_unreadable_bmp_names_file(tmp_path, raw_copy):
     path = _class_dir(raw_copy, "Metaplastic") / "CROPPED" / "001_01.bmp"
     path.write_bytes(b"BM not really a bitmap")
-    message = _assert_failed_build_leaves_nothing(
+    message = failed_build_message(
         tmp_path / "data", raw_copy, DataError, "cannot be decoded as an image", config="cropped"
     )
     assert str(path) in message
@@ -211,7 +200,7 @@ def test_unreadable_bmp_names_file(tmp_path, raw_copy):
 def test_missing_cropped_folder(tmp_path, raw_copy):
     folder = _class_dir(raw_copy, "Koilocytotic")
     os.rename(folder / "CROPPED", folder / "crops")
-    message = _assert_failed_build_leaves_nothing(
+    message = failed_build_message(
         tmp_path / "data", raw_copy, DataError, "exactly one 'CROPPED/' folder"
     )
     assert "im_Koilocytotic" in message and "found none" in message
@@ -220,7 +209,7 @@ def test_missing_cropped_folder(tmp_path, raw_copy):
 def test_corrupt_zip(tmp_path, raw_copy):
     shutil.rmtree(raw_copy / "im_Metaplastic")
     (raw_copy / "im_Metaplastic.zip").write_bytes(b"PK not a zip")
-    _assert_failed_build_leaves_nothing(
+    failed_build_message(
         tmp_path / "data", raw_copy, DataError, "im_Metaplastic.zip: cannot be opened"
     )
 
@@ -277,7 +266,7 @@ def test_class_folders_one_level_down_are_found(tmp_path, raw_dir):
     manual = tmp_path / "manual"
     shutil.copytree(raw_dir[0], manual / "SIPaKMeD")
     build("sipakmed/full", tmp_path / "data", manual)
-    assert len(_records("sipakmed/full", tmp_path / "data")) == 5 * IMAGES_PER_CLASS
+    assert len(records("sipakmed/full", tmp_path / "data")) == 5 * IMAGES_PER_CLASS
 
 
 def test_missing_nucleus_contour_warns_naming_the_image(tmp_path, raw_copy):
@@ -289,5 +278,5 @@ def test_missing_nucleus_contour_warns_naming_the_image(tmp_path, raw_copy):
         )
     messages = [str(w.message) for w in caught]
     assert any("002.bmp: cells [1] lack a cytoplasm or nucleus contour" in m for m in messages)
-    r = _records("sipakmed/full", tmp_path / "data")["Metaplastic/002"]
+    r = records("sipakmed/full", tmp_path / "data")["Metaplastic/002"]
     assert len(r["nucleus_lengths"]) == len(r["cytoplasm_lengths"]) - 1

@@ -5,6 +5,7 @@ import sys
 import zipfile
 
 import numpy as np
+import py7zr
 import pytest
 from PIL import Image
 
@@ -75,18 +76,33 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     assert a["im_Parabasal/im_Parabasal/001.bmp"] != c["im_Parabasal/im_Parabasal/001.bmp"]
 
 
-def test_zipped_flat_layout_holds_the_same_files(tmp_path):
+@pytest.mark.parametrize("archive", ["zip", "7z"])
+def test_archives_hold_the_same_files_as_the_folders(tmp_path, archive):
     synthetic.write_synthetic_sipakmed(tmp_path / "dir", 1, 0, image_size=(96, 72), layout="flat")
-    synthetic.write_synthetic_sipakmed(tmp_path / "zip", 1, 0, image_size=(96, 72), zipped=True)
+    synthetic.write_synthetic_sipakmed(tmp_path / "a", 1, 0, image_size=(96, 72), archive=archive)
     for class_name in CLASS_NAMES:
-        folder = tmp_path / "dir" / f"im_{class_name}"
-        with zipfile.ZipFile(tmp_path / "zip" / f"im_{class_name}.zip") as zf:
-            names = zf.namelist()
-            prefix = f"im_{class_name}/im_{class_name}/"
-            assert all(n.startswith(prefix) for n in names)
-            for rel, digest in _digest(folder).items():
-                data = zf.read(prefix + rel.replace(os.sep, "/"))
-                assert hashlib.sha256(data).hexdigest() == digest
+        path = tmp_path / "a" / f"im_{class_name}.{archive}"
+        extracted = tmp_path / "x" / class_name
+        if archive == "zip":
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(extracted)
+        else:
+            with py7zr.SevenZipFile(path) as sz:
+                sz.extractall(extracted)
+        # Nested inside the archive, as in the official ones: im_X/im_X/...
+        assert os.listdir(extracted) == [f"im_{class_name}"]
+        inner = extracted / f"im_{class_name}" / f"im_{class_name}"
+        assert _digest(inner) == _digest(tmp_path / "dir" / f"im_{class_name}")
+
+
+def test_writing_another_form_replaces_each_class(tmp_path):
+    out = tmp_path / "raw"
+    for archive, suffix in ((None, ""), ("7z", ".7z"), ("zip", ".zip"), (None, "")):
+        synthetic.write_synthetic_sipakmed(out, 1, 0, image_size=(96, 72), archive=archive)
+        expected = [f"im_{c}{suffix}" for c in CLASS_NAMES] + [synthetic.MARKER_FILE]
+        assert sorted(os.listdir(out)) == sorted(expected)
+    with pytest.raises(ValueError, match="archive must be None, '7z' or 'zip', got 'rar'"):
+        synthetic.write_synthetic_sipakmed(out, 1, 0, image_size=(96, 72), archive="rar")
 
 
 def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
@@ -120,7 +136,11 @@ def test_global_colour_does_not_separate_classes_but_cell_shape_does():
     assert shape_accuracy > 0.9, shape_accuracy
 
 
-def test_tool_writes_the_requested_tree(tmp_path):
+@pytest.mark.parametrize(
+    "form, written",
+    [("--layout=flat", "im_Parabasal/001.bmp"), ("--archive=7z", "im_Parabasal.7z")],
+)
+def test_tool_writes_the_requested_tree(tmp_path, form, written):
     result = subprocess.run(
         [
             sys.executable,
@@ -130,7 +150,7 @@ def test_tool_writes_the_requested_tree(tmp_path):
             "--seed=1",
             "--width=96",
             "--height=72",
-            "--layout=flat",
+            form,
         ],
         capture_output=True,
         text=True,
@@ -139,7 +159,7 @@ def test_tool_writes_the_requested_tree(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert '"Parabasal": {"full": 1' in result.stdout
-    assert os.path.exists(tmp_path / "im_Parabasal" / "001.bmp")
+    assert os.path.exists(tmp_path / written)
     assert os.path.exists(tmp_path / synthetic.MARKER_FILE)
 
 

@@ -14,16 +14,19 @@ Everything is in one ``train`` split; cross-validation folds are computed by
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
 import re
 import shutil
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
 
 import numpy as np
+import py7zr
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -37,7 +40,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "Parabasal",
     "Superficial-Intermediate",
 )
-ARCHIVE_NAMES: tuple[str, ...] = tuple(f"im_{c}.zip" for c in CLASS_NAMES)
+# The official form: one 7-Zip archive per class on the SIPaKMeD page.
+ARCHIVE_NAMES: tuple[str, ...] = tuple(f"im_{c}.7z" for c in CLASS_NAMES)
 OFFICIAL_COUNTS = {
     "full": dict(zip(CLASS_NAMES, (223, 238, 271, 108, 126), strict=True)),
     "cropped": dict(zip(CLASS_NAMES, (813, 825, 793, 787, 831), strict=True)),
@@ -46,12 +50,16 @@ HOMEPAGE = "https://www.cs.uoi.gr/~marina/sipakmed.html"
 SYNTHETIC_MARKER = "SYNTHETIC_SIPAKMED.txt"
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-Download the five SIPaKMeD archives from {HOMEPAGE}:
-  {", ".join(ARCHIVE_NAMES)}
-and put them in the manual directory (`manual_dir`), either still zipped or extracted
-(one folder `im_<Class>` per archive; nested copies such as `im_X/im_X/` are fine: each class
-folder is found through its `CROPPED/` sub-folder). For example:
-  MANUAL_DIR/im_Dyskeratotic.zip   or   MANUAL_DIR/im_Dyskeratotic/im_Dyskeratotic/CROPPED/...
+Download the five SIPaKMeD image archives from {HOMEPAGE}:
+  {", ".join(ARCHIVE_NAMES[:3])},
+  {", ".join(ARCHIVE_NAMES[3:])}
+and put them, as they are, in the manual directory (`manual_dir`): each .7z is extracted in turn
+into a temporary folder of the TFDS download directory and removed once read. Also accepted, in
+any mix: .zip archives, extracted folders (`im_X/` or nested `im_X/im_X/`: a class is found
+through its `CROPPED/` sub-folder), and a mirror holding all five classes in one archive or
+folder (`.../im_X/im_X/CROPPED/...`). Each class must be there once. Other files, such as
+Features_CELL.7z or Description_of_Features.pdf, are ignored. For example:
+  MANUAL_DIR/im_Dyskeratotic.7z   or   MANUAL_DIR/im_Dyskeratotic/im_Dyskeratotic/CROPPED/...
 No download? `python tools/make_synthetic_sipakmed.py --out=NEW_FOLDER` writes a synthetic
 replica in the same format into a new folder (never into one holding other files).
 """
@@ -76,49 +84,125 @@ class SipakmedConfig(tfds.core.BuilderConfig):
     max_shorter_side: int = 384
 
 
-class _Archive:
-    """The files of one class, in a folder or a zip file, addressed by relative posix paths."""
+_ARCHIVE_SUFFIXES = (".7z", ".zip")
 
-    def __init__(self, path: str):
-        self.path = path
+
+def _is_junk(name: str) -> bool:
+    # Archives made on macOS carry resource forks that are not images.
+    return "__MACOSX" in name.split("/") or name.rsplit("/", 1)[-1].startswith("._")
+
+
+def _members(path: str) -> list[str]:
+    """The file names (posix paths) in a .7z or .zip archive, read from its index only."""
+    kind = os.path.splitext(path)[1].lower()[1:]
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                return [n for n in archive.namelist() if not n.endswith("/")]
+        with py7zr.SevenZipFile(path) as archive:
+            return [f.filename for f in archive.list() if not f.is_directory]
+    except Exception as e:  # zipfile, py7zr and lzma raise many types for damaged archives
+        raise DataError(
+            f"{path}: cannot be opened as a {kind} archive ({type(e).__name__}: {e}). The file "
+            f"is damaged or incomplete: download it again from {HOMEPAGE}, or extract it into "
+            "a folder of the same name."
+        ) from None
+
+
+class _Archive:
+    """The files of one class, addressed by posix paths relative to its class folder.
+
+    The class is a folder, a .zip (read in place: zip members have random access), a .7z
+    (extracted by `extracted`: a solid 7z block only decompresses from its start), or the
+    ``prefix`` sub-folder of a mirror archive that holds all five classes.
+    """
+
+    def __init__(self, path: str, prefix: str = "", members: list[str] | None = None):
+        self.path, self.prefix = path, prefix
+        self.location = f"{path}:{prefix}/" if prefix else path  # for messages
         self._zip = None
+        self._root = None  # the folder files are read from: the class folder, or a 7z's copy
         if os.path.isdir(path):
-            names = []
+            self._root = path
+            members = []
             for root, _, files in os.walk(path):
                 for f in files:
                     rel = os.path.relpath(os.path.join(root, f), path)
-                    names.append(rel.replace(os.sep, "/"))
-        else:
-            try:
-                self._zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as e:
-                raise DataError(
-                    f"{path}: cannot be opened as a zip archive ({e}). Download it again from "
-                    f"{HOMEPAGE}, or extract it into a folder of the same name."
-                ) from None
-            names = [n for n in self._zip.namelist() if not n.endswith("/")]
-        # Archives made on macOS carry resource forks that are not images.
+                    members.append(rel.replace(os.sep, "/"))
+        elif members is None:
+            members = _members(path)
+        if path.lower().endswith(".zip"):
+            self._zip = zipfile.ZipFile(path)
+        start = prefix + "/" if prefix else ""
         self.names = sorted(
-            n
-            for n in names
-            if "__MACOSX" not in n.split("/") and not n.rsplit("/", 1)[-1].startswith("._")
+            n[len(start) :] for n in members if n.startswith(start) and not _is_junk(n)
         )
 
+    @property
+    def needs_extraction(self) -> bool:
+        return self.path.lower().endswith(".7z")
+
+    def _member(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
     def describe(self, name: str) -> str:
-        if self._zip is not None:
-            return f"{self.path}:{name}"
-        return os.path.join(self.path, *name.split("/"))
+        if os.path.isdir(self.path):
+            return os.path.join(self.path, *name.split("/"))
+        return f"{self.path}:{self._member(name)}"
 
     def read(self, name: str) -> bytes:
         try:
             if self._zip is not None:
-                return self._zip.read(name)
-            with open(self.describe(name), "rb") as f:
+                return self._zip.read(self._member(name))
+            if self._root is None:
+                raise RuntimeError(f"{self.path} is read inside `extracted` only")
+            with open(os.path.join(self._root, *self._member(name).split("/")), "rb") as f:
                 return f.read()
         except (OSError, zipfile.BadZipFile, KeyError) as e:
             raise DataError(
                 f"{self.describe(name)}: cannot be read ({e}). Re-extract or download the "
                 "archive again."
+            ) from None
+
+    @contextlib.contextmanager
+    def extracted(self, scratch: str | None, names: list[str]):
+        """Makes ``names`` readable: a .7z's members are extracted into a new folder under
+        ``scratch``, removed on exit (disk holds one class at a time); others are read in place.
+        """
+        if not self.needs_extraction:
+            yield
+            return
+        target = tempfile.mkdtemp(prefix="class-", dir=scratch)
+        try:
+            self._extract(target, [self._member(n) for n in names])
+            self._root = target
+            yield
+        finally:
+            self._root = None
+            shutil.rmtree(target, ignore_errors=True)
+
+    def _extract(self, target: str, members: list[str]) -> None:
+        try:
+            with py7zr.SevenZipFile(self.path) as archive:
+                wanted = set(members)
+                size = sum(f.uncompressed for f in archive.list() if f.filename in wanted)
+                free = shutil.disk_usage(target).free
+                if size > free:
+                    raise DataError(
+                        f"{self.location}: extracting it needs {size / 1e9:.1f} GB in {target}, "
+                        f"where {free / 1e9:.1f} GB are free. Free some space, or give a TFDS "
+                        "data_dir on a larger disk (--config.data.tfds_data_dir)."
+                    )
+                archive.extract(target, targets=members)
+        except DataError:
+            raise
+        except OSError as e:  # the disk, not the archive
+            raise DataError(f"{self.location}: extracting it into {target} failed ({e}).") from None
+        except Exception as e:  # py7zr and lzma raise many types for damaged archives
+            raise DataError(
+                f"{self.path}: cannot be extracted ({type(e).__name__}: {e}). The file is "
+                f"damaged: download it again from {HOMEPAGE}, or extract it with 7-Zip into a "
+                "folder of the same name."
             ) from None
 
     def image_folder(self) -> str:
@@ -135,7 +219,7 @@ class _Archive:
         if len(parents) != 1:
             found = "none" if not parents else ", ".join(p + "/CROPPED" for p in parents)
             raise DataError(
-                f"{self.path}: expected exactly one 'CROPPED/' folder (the cropped cells), "
+                f"{self.location}: expected exactly one 'CROPPED/' folder (the cropped cells), "
                 f"found {found}. Each class folder or archive must hold the full images "
                 "(NNN.bmp, NNN_cytKK.dat, NNN_nucKK.dat) next to a CROPPED/ sub-folder.\n"
                 + _MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -143,31 +227,87 @@ class _Archive:
         return parents[0]
 
 
-def _locate_class(manual_dir: str, class_name: str, max_depth: int = 3) -> _Archive:
-    """The folder ``im_<class>`` or archive ``im_<class>.zip`` closest to ``manual_dir``.
+def _class_folders_in(members: list[str], wanted: dict[str, str]) -> set[tuple[str, str]]:
+    """(class, prefix) for each outermost ``.../im_<class>`` folder among an archive's files."""
+    found = set()
+    for name in (n for n in members if not _is_junk(n)):
+        parts = name.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part.lower() in wanted:
+                found.add((wanted[part.lower()], "/".join(parts[: i + 1])))
+                break
+    return found
 
-    Copies are often extracted one level down (``MANUAL_DIR/SIPaKMeD/im_X/...``), so the search
-    goes ``max_depth`` folders deep; a folder wins over a zip file at the same depth.
+
+def _candidates(manual_dir: str, max_depth: int) -> tuple[dict[str, list], list[str]]:
+    """Every place a class may come from, up to ``max_depth`` levels below ``manual_dir``.
+
+    Returns ({class: [(path, prefix, members or None)]}, [messages of unreadable archives that
+    are not named after a class]). Folders and archives named ``im_<class>`` are that class;
+    any other .7z/.zip is looked into for ``im_<class>/`` folders (a mirror of all five).
     """
-    wanted = f"im_{class_name}".lower()
+    wanted = {f"im_{c}".lower(): c for c in CLASS_NAMES}
+    found: dict[str, list] = {c: [] for c in CLASS_NAMES}
+    unreadable = []
     for root, dirs, files in os.walk(manual_dir):
-        dirs.sort()
         depth = os.path.relpath(root, manual_dir).count(os.sep) + (root != manual_dir)
-        for d in dirs:
-            if d.lower() == wanted:
-                return _Archive(os.path.join(root, d))
+        # Hidden folders and macOS resource forks (`__MACOSX/im_X/._*`) hold no classes.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for d in [d for d in dirs if d.lower() in wanted]:
+            found[wanted[d.lower()]].append((os.path.join(root, d), "", None))
+            dirs.remove(d)
         for f in sorted(files):
-            if f.lower() == wanted + ".zip":
-                return _Archive(os.path.join(root, f))
+            stem, suffix = os.path.splitext(f)
+            if suffix.lower() not in _ARCHIVE_SUFFIXES:
+                continue  # feature tables (.rar), PDFs, notes: not ours
+            path = os.path.join(root, f)
+            if stem.lower() in wanted:
+                found[wanted[stem.lower()]].append((path, "", _members(path)))
+                continue
+            try:
+                members = _members(path)
+            except DataError as e:
+                unreadable.append(str(e))
+                continue
+            for class_name, prefix in sorted(_class_folders_in(members, wanted)):
+                found[class_name].append((path, prefix, members))
         if depth >= max_depth - 1:
             dirs[:] = []
-    present = sorted(os.listdir(manual_dir)) if os.path.isdir(manual_dir) else []
-    raise ManualDownloadError(
-        f"SIPaKMeD class {class_name!r} not found in the manual directory {manual_dir}: "
-        f"expected the folder im_{class_name}/ or the archive im_{class_name}.zip there (or up "
-        f"to {max_depth - 1} folders below); found {present[:12]}.\n"
-        + _MANUAL_DOWNLOAD_INSTRUCTIONS
-    )
+    return found, unreadable
+
+
+def _locate_classes(manual_dir: str, max_depth: int = 3) -> list[_Archive]:
+    """The five classes (in `CLASS_NAMES` order), each found exactly once in ``manual_dir``.
+
+    Copies are often extracted one level down (``MANUAL_DIR/SIPaKMeD/im_X/...``), so the search
+    goes ``max_depth`` folders deep. A class found twice (say ``im_X.7z`` and its extraction
+    ``im_X/``) is an error rather than a silent choice: the two may differ.
+    """
+    found, unreadable = _candidates(manual_dir, max_depth)
+    missing = [c for c in CLASS_NAMES if not found[c]]
+    if missing:
+        class_name = missing[0]
+        present = sorted(os.listdir(manual_dir)) if os.path.isdir(manual_dir) else []
+        others = f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else ""
+        notes = "".join(f"\nSkipped, unreadable: {u}" for u in unreadable)
+        raise ManualDownloadError(
+            f"SIPaKMeD class {class_name!r} not found in the manual directory {manual_dir}"
+            f"{others}: expected the archive im_{class_name}.7z (official) or "
+            f"im_{class_name}.zip, the folder im_{class_name}/, or an archive holding "
+            f"im_{class_name}/, there or up to "
+            f"{max_depth - 1} folders below; found {present[:12]}.{notes}\n"
+            + _MANUAL_DOWNLOAD_INSTRUCTIONS
+        )
+    for class_name in CLASS_NAMES:
+        if len(found[class_name]) > 1:
+            places = " and ".join(
+                f"{p}:{prefix}/" if prefix else p for p, prefix, _ in found[class_name]
+            )
+            raise DataError(
+                f"SIPaKMeD class {class_name!r} found more than once: {places}. Keep one of "
+                f"them in the manual directory {manual_dir} and move the others out."
+            )
+    return [_Archive(*found[c][0]) for c in CLASS_NAMES]
 
 
 def _decode_bmp(data: bytes, source: str) -> np.ndarray:
@@ -246,6 +386,22 @@ def _crop_entries(archive: _Archive, folder: str):
             yield stem, k, name, [cyt], [nuc]
 
 
+def _scratch_folder(download_dir: str, manual_dir: str) -> str:
+    """A new folder in the TFDS download directory for extracting .7z archives."""
+    real, manual = os.path.realpath(download_dir), os.path.realpath(manual_dir)
+    if os.path.commonpath([real, manual]) == manual:
+        # The manual directory holds the user's files: a build writes nothing there (what a
+        # killed build left behind would otherwise sit next to the archives).
+        raise DataError(
+            f"The TFDS download directory {download_dir}, where the .7z archives are "
+            f"extracted, is inside the manual directory {manual_dir}. Give a TFDS data_dir "
+            "(--config.data.tfds_data_dir) outside the manual directory, or extract the "
+            "archives there yourself."
+        )
+    os.makedirs(download_dir, exist_ok=True)
+    return tempfile.mkdtemp(prefix="sipakmed-extract-", dir=download_dir)
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """SIPaKMeD Pap-smear cytology, five classes; full, cropped and masked variants."""
 
@@ -270,6 +426,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def __init__(self, *, file_format=None, **kwargs):
         # ArrayRecord is what makes TensorFlow unnecessary (random access via tfds.data_source).
         super().__init__(file_format=file_format or "array_record", **kwargs)
+        self._scratch = None  # the folder .7z archives are extracted into during a build
 
     def _info(self) -> tfds.core.DatasetInfo:
         polygon = dict(shape=(None, 2), dtype=np.float32)
@@ -307,31 +464,43 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def download_and_prepare(self, *args, **kwargs):
-        """As TFDS's, but a failed build leaves nothing behind in the data directory."""
-        root = os.path.join(os.fspath(self._data_dir_root), self.name)
+        """As TFDS's, but a failed build leaves nothing behind in the data directory, and the
+        folder that .7z archives were extracted into is removed in any case."""
+        data_dir = os.fspath(self._data_dir_root)
+        root = os.path.join(data_dir, self.name)
         config_dir = os.path.join(root, self.builder_config.name)
-        download_dir = kwargs.get("download_dir") or os.path.join(
-            os.fspath(self._data_dir_root), "downloads"
-        )
-        created = [p for p in (root, config_dir, os.fspath(download_dir)) if not os.path.exists(p)]
+        download_dir = os.fspath(kwargs.get("download_dir") or os.path.join(data_dir, "downloads"))
+        created = [p for p in (root, config_dir, download_dir) if not os.path.exists(p)]
+        data_dir_created = not os.path.exists(data_dir)
         try:
-            return super().download_and_prepare(*args, **kwargs)
+            try:
+                return super().download_and_prepare(*args, **kwargs)
+            finally:
+                if self._scratch is not None:
+                    shutil.rmtree(self._scratch, ignore_errors=True)
+                    self._scratch = None
         except BaseException:
             for path in created:
                 if os.path.isdir(path) and (
-                    path != os.fspath(download_dir)
-                    or not any(files for _, _, files in os.walk(path))
+                    path != download_dir or not any(files for _, _, files in os.walk(path))
                 ):
                     shutil.rmtree(path, ignore_errors=True)
+            if data_dir_created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(data_dir)  # only if empty: another build may have started there
             raise
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         manual_dir = os.fspath(dl_manager.manual_dir)
-        archives = [_locate_class(manual_dir, c) for c in CLASS_NAMES]  # fail before writing
+        archives = _locate_classes(manual_dir)  # fail before writing
+        if any(a.needs_extraction for a in archives):
+            self._scratch = _scratch_folder(os.fspath(dl_manager.download_dir), manual_dir)
         synthetic = os.path.exists(os.path.join(manual_dir, SYNTHETIC_MARKER))
-        return {"train": self._generate_examples(archives, synthetic)}
+        return {"train": self._generate_examples(archives, synthetic, self._scratch)}
 
-    def _generate_examples(self, archives, synthetic=False) -> Iterator[tuple[str, dict]]:
+    def _generate_examples(
+        self, archives, synthetic=False, scratch=None
+    ) -> Iterator[tuple[str, dict]]:
         config = self.builder_config
         kind = "full" if config.cells == "full" else "cropped"
         for label, (class_name, archive) in enumerate(zip(CLASS_NAMES, archives, strict=True)):
@@ -349,23 +518,26 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 )
                 warnings.warn(
                     f"SIPaKMeD class {class_name!r}: found {len(entries)} {kind} images in "
-                    f"{archive.path}, the official release has {expected}{note}.",
+                    f"{archive.location}, the official release has {expected}{note}.",
                     stacklevel=1,
                 )
-            for stem, k, image_path, cyt_paths, nuc_paths in entries:
-                image_id = f"{class_name}/{stem}" + (f"_{k}" if k is not None else "")
-                yield (
-                    image_id,
-                    self._example(
-                        archive,
-                        image_path,
-                        cyt_paths,
-                        nuc_paths,
-                        label,
+            # Only the files this variant reads: `cropped` skips the large full images.
+            needed = [p for _, _, image, cyt, nuc in entries for p in (image, *cyt, *nuc) if p]
+            with archive.extracted(scratch, needed):
+                for stem, k, image_path, cyt_paths, nuc_paths in entries:
+                    image_id = f"{class_name}/{stem}" + (f"_{k}" if k is not None else "")
+                    yield (
                         image_id,
-                        f"{class_name}/{stem}",
-                    ),
-                )
+                        self._example(
+                            archive,
+                            image_path,
+                            cyt_paths,
+                            nuc_paths,
+                            label,
+                            image_id,
+                            f"{class_name}/{stem}",
+                        ),
+                    )
 
     def _example(self, archive, image_path, cyt_paths, nuc_paths, label, image_id, group_id):
         config = self.builder_config
