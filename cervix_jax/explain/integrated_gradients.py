@@ -9,15 +9,14 @@ Chunk loop (``chunk_loop``). ``'scan'`` compiles the chunk once, inside an XLA w
 (``jax.lax.scan``); ``'unrolled'`` lays the chunks out one after another in one program (no
 loop); ``'auto'`` (default) picks ``'unrolled'`` on CPU and ``'scan'`` elsewhere. Why: inside a
 while loop, XLA CPU (jaxlib 0.10.2) leaves the input-gradient convolutions with a reversed
-kernel in ``01oi`` order, which its fast convolution path does not take. ResNet-50 at 224 px,
-50 points in chunks of 10, measured in docs/performance.md: ``'scan'`` 10.9 s per image and
-2.2 GB peak, ``'unrolled'`` 5.2 s and 2.7 GB. Unrolled programs are compiled with XLA CPU's
-memory-optimised scheduler (``_COMPILER_OPTIONS``): with the default one, buffers of every
-chunk stay alive and peak memory grows with ``steps`` (4.0 GB at 50 steps, 6.5 GB at 100; 13%
-faster); with it, peak memory is set by the chunk size (2.7 GB at 50 or 100 steps). Compile
-time grows with the number of chunks. On accelerators the loop costs little and keeps compile
-time flat. The options apply to this module's own ``jax.jit``; inside a caller's ``jax.jit``,
-the caller's compiler options rule.
+kernel in ``01oi`` order, which its fast convolution path does not take, so unrolled chunks are
+about twice as fast there. Unrolled programs are compiled with XLA CPU's memory-optimised
+scheduler (``_COMPILER_OPTIONS``): with the default one, buffers of every chunk stay alive and
+peak memory grows with ``steps``; with it, peak memory is set by the chunk size, at a small
+cost in speed. Compile time grows with the number of chunks. On accelerators the loop costs
+little and keeps compile time flat. The options apply to this module's own ``jax.jit``; inside
+a caller's ``jax.jit``, the caller's compiler options rule. The measurements behind these
+choices are in docs/performance.md ("What we learned", 1 and 2).
 
 Spaces. ``x - b`` and the gradients must live in the same space, or completeness breaks (the
 reference IG code the paper used multiplied raw-pixel differences by gradients taken w.r.t.
@@ -66,7 +65,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cervix_jax.explain import baselines as baselines_lib
 from cervix_jax.explain import quadrature
+from cervix_jax.explain import targets as targets_lib
 
 ScoreFn = Callable[..., jax.Array]
 
@@ -156,9 +157,9 @@ def _ig_single(
 
 
 _STATIC = ("f", "steps", "method", "chunk_size", "chunk_loop")
-# XLA CPU's default scheduler keeps part of every unrolled chunk's buffers alive to the end
-# (ResNet-50, 224 px, chunks of 10: 1.6 / 2.7 / 4.9 GB of temporaries at 20 / 50 / 100 steps);
-# the memory-optimised one reuses them (1.5 / 1.6 / 1.6 GB). Other backends ignore the option.
+# XLA CPU's default scheduler keeps part of every unrolled chunk's buffers alive to the end, so
+# temporaries grow with the step count; the memory-optimised one reuses them (measured in
+# docs/performance.md, "What we learned", 2). Other backends ignore the option.
 _COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
@@ -177,7 +178,6 @@ def _pick(jitted: tuple[Callable, Callable], *arrays: Any) -> Callable:
 
 
 _IG_JITS = _jit_pair(_ig_single)
-_ig_jit = _IG_JITS[0]
 
 
 def integrated_gradients(
@@ -199,7 +199,7 @@ def integrated_gradients(
       x: image [H, W, C] (any shape works; the attributions have the shape of ``x``).
       baseline: array broadcastable to ``x`` (same space as ``x``); 0 = black in pixel space.
       steps: number of quadrature points.
-      method: a name from ``quadrature.METHODS``.
+      method: a name from ``quadrature.QUADRATURE_RULES``.
       chunk_size: points per ``vmap`` chunk (None = all at once).
       chunk_loop: ``'auto'``, ``'scan'`` or ``'unrolled'`` (module docstring, "Chunk loop").
       f_args: extra arguments of ``f`` passed as traced values (e.g. model variables).
@@ -231,8 +231,31 @@ def compile_integrated_gradients(
     f(x) - f(baseline))``; used by bench/attribution.py to time compilation separately.
     """
     options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-    compiled = _ig_jit.lower(f, x, baseline, tuple(f_args), **options).compile()
+    compiled = lower_integrated_gradients(f, x, baseline, f_args=f_args, **options).compile()
     return lambda x, baseline, f_args: compiled(x, baseline, tuple(f_args))
+
+
+def lower_integrated_gradients(
+    f: ScoreFn,
+    x: jax.Array,
+    baseline: jax.Array,
+    *,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    chunk_size: int | None = None,
+    chunk_loop: str = "auto",
+    f_args: Sequence[Any] = (),
+    memory_optimized: bool = True,
+) -> jax.stages.Lowered:
+    """The single-image IG program lowered for the shapes of ``x``, ``baseline``, ``f_args``.
+
+    For inspection: ``.as_text()`` is its StableHLO (the chunk loop shows as ``while``),
+    ``.compile().memory_analysis()`` its memory use. ``memory_optimized=False`` lowers it
+    without ``_COMPILER_OPTIONS`` (XLA CPU's default scheduler), for comparison.
+    """
+    options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
+    jitted = _IG_JITS[0] if memory_optimized else _IG_JITS[1]
+    return jitted.lower(f, x, baseline, tuple(f_args), **options)
 
 
 def _ig_batch(f, images, baselines, targets, f_args, *, steps, method, chunk_size, chunk_loop):
@@ -316,6 +339,19 @@ def integrated_gradients_batch(
     )
 
 
+def _double_steps_until(
+    run: Callable[[int], Any], converged: Callable[[Any], bool], start_steps: int, max_steps: int
+) -> tuple[Any, int]:
+    """``(run(steps), steps)`` for the first ``steps`` in ``start_steps * 2**i`` whose result
+    has ``converged``, or the last one not above ``max_steps``."""
+    steps = int(start_steps)
+    while True:
+        result = run(steps)
+        if converged(result) or steps * 2 > max_steps:
+            return result, steps
+        steps *= 2
+
+
 def integrated_gradients_adaptive(
     f: ScoreFn,
     x: jax.Array,
@@ -343,13 +379,19 @@ def integrated_gradients_adaptive(
       the last result is returned (check the error).
     """
     options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-    steps = int(start_steps)
-    while True:
-        attributions, error, delta = _ig_jit(f, x, baseline, tuple(f_args), steps=steps, **options)
+
+    def converged(result) -> bool:
+        _, error, delta = result
         scale = max(abs(float(delta)), 1e-12) if relative else 1.0
-        if abs(float(error)) / scale < tol or steps * 2 > max_steps:
-            return attributions, error, steps
-        steps *= 2
+        return abs(float(error)) / scale < tol
+
+    (attributions, error, _), steps = _double_steps_until(
+        lambda steps: _IG_JITS[0](f, x, baseline, tuple(f_args), steps=steps, **options),
+        converged,
+        start_steps,
+        max_steps,
+    )
+    return attributions, error, steps
 
 
 def integrated_gradients_batch_adaptive(
@@ -371,25 +413,22 @@ def integrated_gradients_batch_adaptive(
 
     Returns ``(IGResult, steps_used)``; at ``max_steps`` the last result is returned.
     """
-    steps = int(start_steps)
-    while True:
-        result = integrated_gradients_batch(
-            f,
-            images,
-            baselines,
-            targets,
-            steps=steps,
-            method=method,
-            chunk_size=chunk_size,
-            chunk_loop=chunk_loop,
-            f_args=f_args,
-        )
+    options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop, f_args=f_args)
+
+    def converged(result: IGResult) -> bool:
         relative = np.abs(np.asarray(result.completeness_error)) / np.maximum(
             np.abs(np.asarray(result.score_difference)), 1e-12
         )
-        if float(relative.max()) < tol or steps * 2 > max_steps:
-            return result, steps
-        steps *= 2
+        return float(relative.max()) < tol
+
+    return _double_steps_until(
+        lambda steps: integrated_gradients_batch(
+            f, images, baselines, targets, steps=steps, **options
+        ),
+        converged,
+        start_steps,
+        max_steps,
+    )
 
 
 # The paper's protocol: softmax probability of the predicted class, left Riemann sums with 50
@@ -424,9 +463,6 @@ def paper_integrated_gradients(
       targets: [B] classes; None = predicted class (the paper's).
       chunk_size, chunk_loop: as in ``integrated_gradients``.
     """
-    from cervix_jax.explain import baselines as baselines_lib
-    from cervix_jax.explain import targets as targets_lib
-
     images = jnp.asarray(images, jnp.float32)
     if targets is None:
         targets = targets_lib.predicted_class(logits_fn, images, f_args)
