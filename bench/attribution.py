@@ -75,7 +75,7 @@ def measure(
     f_args = (jnp.int32(0), variables)
 
     start = time.perf_counter()
-    compiled = explain.compile_integrated_gradients(
+    compiled = explain.lower_integrated_gradients(
         f,
         x,
         baseline,
@@ -84,7 +84,7 @@ def measure(
         method=method,
         chunk_size=chunk_size,
         chunk_loop=chunk_loop,
-    )
+    ).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     jax.block_until_ready(compiled(x, baseline, f_args))  # first-call allocations

@@ -303,9 +303,9 @@ def _our_ig(name: str, variables, image, target: int):
     x = jnp.asarray(image)
     baseline = jnp.zeros_like(x)
     f_args = (jnp.int32(target), variables)
-    compiled = explain.compile_integrated_gradients(
+    compiled = explain.lower_integrated_gradients(
         f, x, baseline, steps=_IG_STEPS.value, chunk_size=_IG_CHUNK.value, f_args=f_args
-    )
+    ).compile()
     result = {}
 
     def run():

@@ -22,7 +22,6 @@ from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
     IGResult,
-    compile_integrated_gradients,
     integrated_gradients,
     integrated_gradients_adaptive,
     integrated_gradients_batch,
@@ -60,7 +59,6 @@ __all__ = [
     "black",
     "blurred",
     "class_score_fn",
-    "compile_integrated_gradients",
     "completeness_relative_error",
     "deletion_insertion",
     "energy_pointing_game",

@@ -9,14 +9,14 @@ Chunk loop (``chunk_loop``). ``'scan'`` compiles the chunk once, inside an XLA w
 (``jax.lax.scan``); ``'unrolled'`` lays the chunks out one after another in one program (no
 loop); ``'auto'`` (default) picks ``'unrolled'`` on CPU and ``'scan'`` elsewhere. Why: inside a
 while loop, XLA CPU (jaxlib 0.10.2) leaves the input-gradient convolutions with a reversed
-kernel in ``01oi`` order, which its fast convolution path does not take, so unrolled chunks are
-about twice as fast there. Unrolled programs are compiled with XLA CPU's memory-optimised
-scheduler (``_COMPILER_OPTIONS``): with the default one, buffers of every chunk stay alive and
-peak memory grows with ``steps``; with it, peak memory is set by the chunk size, at a small
-cost in speed. Compile time grows with the number of chunks. On accelerators the loop costs
-little and keeps compile time flat. The options apply to this module's own ``jax.jit``; inside
-a caller's ``jax.jit``, the caller's compiler options rule. The measurements behind these
-choices are in docs/performance.md ("What we learned", 1 and 2).
+kernel in ``01oi`` order, which its fast convolution path does not take. Unrolled programs are
+compiled with XLA CPU's memory-optimised scheduler (``_COMPILER_OPTIONS``): with the default
+one, buffers of every chunk stay alive and peak memory grows with ``steps``; with it, peak
+memory is set by the chunk size, at a small cost in speed. Compile time grows with the number of
+chunks. On accelerators the loop costs little and keeps compile time flat. The options apply to
+this module's own ``jax.jit``; inside a caller's ``jax.jit``, the caller's compiler options
+rule. The measurements behind these choices are in docs/performance.md ("What we learned", 1 and
+2).
 
 Spaces. ``x - b`` and the gradients must live in the same space, or completeness breaks (the
 reference IG code the paper used multiplied raw-pixel differences by gradients taken w.r.t.
@@ -214,27 +214,6 @@ def integrated_gradients(
     return attributions, error
 
 
-def compile_integrated_gradients(
-    f: ScoreFn,
-    x: jax.Array,
-    baseline: jax.Array,
-    *,
-    steps: int = 50,
-    method: str = "gausslegendre",
-    chunk_size: int | None = None,
-    chunk_loop: str = "auto",
-    f_args: Sequence[Any] = (),
-):
-    """Ahead-of-time compiled single-image IG for the shapes of ``x``, ``baseline``, ``f_args``.
-
-    Returns ``compiled(x, baseline, f_args) -> (attributions, completeness_error,
-    f(x) - f(baseline))``; used by bench/attribution.py to time compilation separately.
-    """
-    options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-    compiled = lower_integrated_gradients(f, x, baseline, f_args=f_args, **options).compile()
-    return lambda x, baseline, f_args: compiled(x, baseline, tuple(f_args))
-
-
 def lower_integrated_gradients(
     f: ScoreFn,
     x: jax.Array,
@@ -249,9 +228,12 @@ def lower_integrated_gradients(
 ) -> jax.stages.Lowered:
     """The single-image IG program lowered for the shapes of ``x``, ``baseline``, ``f_args``.
 
-    For inspection: ``.as_text()`` is its StableHLO (the chunk loop shows as ``while``),
-    ``.compile().memory_analysis()`` its memory use. ``memory_optimized=False`` lowers it
-    without ``_COMPILER_OPTIONS`` (XLA CPU's default scheduler), for comparison.
+    ``.compile()`` gives it compiled ahead of time, called as ``compiled(x, baseline,
+    tuple(f_args)) -> (attributions, completeness_error, f(x) - f(baseline))`` (the benchmarks
+    time compilation apart that way); ``.as_text()`` is its StableHLO (a chunk loop shows as a
+    ``while``) and ``.compile().memory_analysis()`` its memory use. Arguments as in
+    ``integrated_gradients``; ``memory_optimized=False`` lowers it without
+    ``_COMPILER_OPTIONS`` (XLA CPU's default scheduler), for comparison.
     """
     options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
     jitted = _IG_JITS[0] if memory_optimized else _IG_JITS[1]
@@ -339,23 +321,11 @@ def integrated_gradients_batch(
     )
 
 
-def _double_steps_until(
-    run: Callable[[int], Any], converged: Callable[[Any], bool], start_steps: int, max_steps: int
-) -> tuple[Any, int]:
-    """``(run(steps), steps)`` for the first ``steps`` in ``start_steps * 2**i`` whose result
-    has ``converged``, or the last one not above ``max_steps``."""
-    steps = int(start_steps)
-    while True:
-        result = run(steps)
-        if converged(result) or steps * 2 > max_steps:
-            return result, steps
-        steps *= 2
-
-
-def integrated_gradients_adaptive(
+def integrated_gradients_batch_adaptive(
     f: ScoreFn,
-    x: jax.Array,
-    baseline: jax.Array | float = 0.0,
+    images: jax.Array,
+    baselines: jax.Array | float = 0.0,
+    targets: jax.Array | None = None,
     *,
     tol: float = 1e-2,
     relative: bool = True,
@@ -365,70 +335,51 @@ def integrated_gradients_adaptive(
     chunk_size: int | None = None,
     chunk_loop: str = "auto",
     f_args: Sequence[Any] = (),
-) -> tuple[jax.Array, jax.Array, int]:
-    """Integrated gradients with ``steps`` doubled until the completeness error is below ``tol``.
+) -> tuple[IGResult, int]:
+    """``integrated_gradients_batch`` with ``steps`` doubled until every image's completeness
+    error is below ``tol``.
 
     Args:
-      tol: tolerance on ``|completeness_error|``, divided by ``|f(x) - f(baseline)|`` when
+      tol: tolerance on ``|completeness_error|``, divided by ``|f(x) - mean_k f(b_k)|`` when
         ``relative``.
       start_steps, max_steps: first and largest step count; each new count compiles once.
-      Others as in ``integrated_gradients``.
+      Others as in ``integrated_gradients_batch``.
 
     Returns:
-      ``(attributions, completeness_error, steps_used)``. If ``max_steps`` is reached first,
-      the last result is returned (check the error).
-    """
-    options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-
-    def converged(result) -> bool:
-        _, error, delta = result
-        scale = max(abs(float(delta)), 1e-12) if relative else 1.0
-        return abs(float(error)) / scale < tol
-
-    (attributions, error, _), steps = _double_steps_until(
-        lambda steps: _IG_JITS[0](f, x, baseline, tuple(f_args), steps=steps, **options),
-        converged,
-        start_steps,
-        max_steps,
-    )
-    return attributions, error, steps
-
-
-def integrated_gradients_batch_adaptive(
-    f: ScoreFn,
-    images: jax.Array,
-    baselines: jax.Array | float = 0.0,
-    targets: jax.Array | None = None,
-    *,
-    tol: float = 1e-2,
-    start_steps: int = 16,
-    max_steps: int = 1024,
-    method: str = "gausslegendre",
-    chunk_size: int | None = None,
-    chunk_loop: str = "auto",
-    f_args: Sequence[Any] = (),
-) -> tuple[IGResult, int]:
-    """``integrated_gradients_batch`` with ``steps`` doubled until every image's relative
-    completeness error ``|error| / |f(x) - mean_k f(b_k)|`` is below ``tol``.
-
-    Returns ``(IGResult, steps_used)``; at ``max_steps`` the last result is returned.
+      ``(IGResult, steps_used)``. If ``max_steps`` is reached first, the last result is
+      returned (check the errors).
     """
     options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop, f_args=f_args)
+    steps = int(start_steps)
+    while True:
+        result = integrated_gradients_batch(f, images, baselines, targets, steps=steps, **options)
+        error = np.abs(np.asarray(result.completeness_error))
+        if relative:
+            error = error / np.maximum(np.abs(np.asarray(result.score_difference)), 1e-12)
+        if float(error.max()) < tol or steps * 2 > max_steps:
+            return result, steps
+        steps *= 2
 
-    def converged(result: IGResult) -> bool:
-        relative = np.abs(np.asarray(result.completeness_error)) / np.maximum(
-            np.abs(np.asarray(result.score_difference)), 1e-12
-        )
-        return float(relative.max()) < tol
 
-    return _double_steps_until(
-        lambda steps: integrated_gradients_batch(
-            f, images, baselines, targets, steps=steps, **options
-        ),
-        converged,
-        start_steps,
-        max_steps,
+def integrated_gradients_adaptive(
+    f: ScoreFn, x: jax.Array, baseline: jax.Array | float = 0.0, **options: Any
+) -> tuple[jax.Array, jax.Array, int]:
+    """Integrated gradients of one image with ``steps`` doubled until the completeness error
+    is below ``tol``: ``integrated_gradients_batch_adaptive`` on a batch of one.
+
+    Args:
+      f: ``f(image [H, W, C], *f_args) -> scalar``.
+      x: image [H, W, C]; baseline: broadcastable to ``x``.
+      options: ``tol``, ``relative``, ``start_steps``, ``max_steps``, ``method``,
+        ``chunk_size``, ``chunk_loop``, ``f_args``, as in ``integrated_gradients_batch_adaptive``.
+
+    Returns:
+      ``(attributions [H, W, C], completeness_error [], steps_used)``.
+    """
+    result, steps = integrated_gradients_batch_adaptive(
+        f, jnp.asarray(x)[None], baseline, **options
     )
+    return result.attributions[0], result.completeness_error[0], steps
 
 
 # The paper's protocol: softmax probability of the predicted class, left Riemann sums with 50

@@ -213,6 +213,19 @@ def test_adaptive_doubles_until_tolerance(softplus_net):
         f, x, 0.0, steps=steps, method="riemann_left", f_args=args
     )
     np.testing.assert_allclose(attributions, reference, rtol=1e-6)
+    # An absolute tolerance of 2% of |f(x) - f(0)| stops at the same step count.
+    delta = abs(float(f(x, *args) - f(jnp.zeros_like(x), *args)))
+    _, absolute_error, absolute_steps = explain.integrated_gradients_adaptive(
+        f,
+        x,
+        0.0,
+        tol=2e-2 * delta,
+        relative=False,
+        start_steps=4,
+        method="riemann_left",
+        f_args=args,
+    )
+    assert absolute_steps == steps and abs(float(absolute_error)) < 2e-2 * delta
 
 
 def test_paper_preset_keeps_completeness_in_pixel_space():
