@@ -67,7 +67,7 @@ def measure(
     variables = models.init_variables(model, jax.random.key(0), image_size)
 
     def logits_fn(image, variables):
-        return model.apply(variables, explain.to_normalised_space(image)[None], train=False)[0]
+        return model.apply(variables, explain.to_normalized_space(image)[None], train=False)[0]
 
     f = explain.class_score_fn(logits_fn, "probability")
     x = jax.random.uniform(jax.random.key(1), (image_size, image_size, 3), jnp.float32, 0.0, 255.0)
@@ -75,7 +75,7 @@ def measure(
     f_args = (jnp.int32(0), variables)
 
     start = time.perf_counter()
-    compiled = explain.compile_integrated_gradients(
+    compiled = explain.lower_integrated_gradients(
         f,
         x,
         baseline,
@@ -84,7 +84,7 @@ def measure(
         method=method,
         chunk_size=chunk_size,
         chunk_loop=chunk_loop,
-    )
+    ).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     jax.block_until_ready(compiled(x, baseline, f_args))  # first-call allocations

@@ -128,7 +128,7 @@ def _predicted_class(model, image) -> int:
     """The class IG explains: the model's prediction for ``image`` (as in practice)."""
     x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
-        return int(model(_torch_normalise(x)).argmax())
+        return int(model(_torch_normalize(x)).argmax())
 
 
 def _our_variables(name: str, model) -> dict:
@@ -162,7 +162,7 @@ class _ChannelAttention(torch.nn.Module):
         return x * self.body(x)
 
 
-def _torch_normalise(images_uint8):
+def _torch_normalize(images_uint8):
     mean = torch.tensor(_MEAN, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(_STD, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
     return (images_uint8.float() - mean) / std
@@ -198,7 +198,7 @@ def _torch_train(name: str, images, labels):
     def run():
         opt.zero_grad(set_to_none=True)
         with _autocast():
-            loss = loss_fn(model(_torch_normalise(x)), y)
+            loss = loss_fn(model(_torch_normalize(x)), y)
         loss.backward()
         opt.step()
         return loss.item()
@@ -221,7 +221,7 @@ def _torch_ig(model, image, target: int):
     from captum.attr import IntegratedGradients
 
     def prob(x):
-        return torch.softmax(model(_torch_normalise(x)), dim=-1)
+        return torch.softmax(model(_torch_normalize(x)), dim=-1)
 
     model = model.to(_device())
     ig = IntegratedGradients(prob)
@@ -297,15 +297,15 @@ def _our_ig(name: str, variables, image, target: int):
     model = models.create_model(name, _NUM_CLASSES)
 
     def logits_fn(img, variables):
-        return model.apply(variables, explain.to_normalised_space(img)[None], train=False)[0]
+        return model.apply(variables, explain.to_normalized_space(img)[None], train=False)[0]
 
     f = explain.class_score_fn(logits_fn, "probability")
     x = jnp.asarray(image)
     baseline = jnp.zeros_like(x)
     f_args = (jnp.int32(target), variables)
-    compiled = explain.compile_integrated_gradients(
+    compiled = explain.lower_integrated_gradients(
         f, x, baseline, steps=_IG_STEPS.value, chunk_size=_IG_CHUNK.value, f_args=f_args
-    )
+    ).compile()
     result = {}
 
     def run():

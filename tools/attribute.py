@@ -26,18 +26,25 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cervix_jax  # noqa: E402,F401  (sets XLA flags before jax initialises)
+from cervix_jax.explain import (  # noqa: E402
+    BASELINE_KINDS,
+    PAPER_PRESET,
+    QUADRATURE_RULES,
+    SCORE_KINDS,
+    batch,
+)
 from cervix_jax.train import distributed  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 _OUT = flags.DEFINE_string(
     "out", None, "Output directory (default: WORKDIR/attributions_<method>)."
 )
-_METHOD = flags.DEFINE_enum("method", "ig", ["ig", "gradient", "gradcam", "smoothgrad"], "Method.")
+_METHOD = flags.DEFINE_enum("method", "ig", batch.ATTRIBUTION_METHODS, "Method.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Integrated-gradients steps.")
 _IG_METHOD = flags.DEFINE_enum(
     "ig_method",
     "gausslegendre",
-    ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"],
+    QUADRATURE_RULES,
     "Quadrature rule of integrated gradients (captum's names).",
 )
 _CHUNK = flags.DEFINE_integer(
@@ -48,15 +55,13 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "First N images of the split
 _BASELINE = flags.DEFINE_enum(
     "baseline",
     "uniform",
-    ["black", "uniform", "blurred"],
+    BASELINE_KINDS,
     "IG baseline in pixel space; uniform = --num_baselines random images (the paper's). Black "
     "is 10x cheaper but spreads IG over the bright slide background (cervix_jax.explain.batch).",
 )
 _NUM_BASELINES = flags.DEFINE_integer("num_baselines", 10, "Uniform random baselines averaged.")
 _TARGET = flags.DEFINE_string("target", "predicted", "predicted | label | a class index.")
-_SCORE = flags.DEFINE_enum(
-    "score", "probability", ["probability", "logit", "log_probability"], "Score attributed."
-)
+_SCORE = flags.DEFINE_enum("score", "probability", SCORE_KINDS, "Score attributed.")
 _DELETION_STEPS = flags.DEFINE_integer("deletion_steps", 16, "Deletion/insertion curve steps.")
 _SANITY = flags.DEFINE_bool("sanity_check", False, "Also correlate with re-initialised weights.")
 _PER_DEVICE = flags.DEFINE_integer("per_device_batch", 1, "Images per device per step.")
@@ -76,7 +81,6 @@ def main(argv):
     distributed.initialize_from_flags()
     import jax
 
-    from cervix_jax.explain import PAPER_PRESET, batch
     from cervix_jax.train import user_errors
 
     settings = dict(

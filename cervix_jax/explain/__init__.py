@@ -3,6 +3,11 @@
 Methods take ``f: image [H, W, C] -> scalar`` (pure, jittable, pixel space: ``f`` normalises
 inside, so ``x - baseline`` and gradients share a space); nothing here knows about checkpoints.
 Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract.
+
+``cervix_jax.explain.batch`` (``Settings``, ``attribute_split``, ``ATTRIBUTION_METHODS``,
+``METRIC_KEYS``) is the glue
+from a training workdir to maps and metrics over a split; it is not imported here, so that the
+mathematics can be used without the training wing.
 """
 
 from cervix_jax.explain.baselines import (
@@ -10,58 +15,63 @@ from cervix_jax.explain.baselines import (
     black,
     blurred,
     make_baselines,
-    to_normalised_space,
+    to_normalized_space,
     uniform,
 )
-from cervix_jax.explain.gradcam import gradcam, inference_variables
+from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
     IGResult,
-    compile_integrated_gradients,
     integrated_gradients,
     integrated_gradients_adaptive,
     integrated_gradients_batch,
     integrated_gradients_batch_adaptive,
+    lower_integrated_gradients,
     paper_integrated_gradients,
 )
-from cervix_jax.explain.quadrature import METHODS, points_and_weights
+from cervix_jax.explain.quadrature import QUADRATURE_RULES, points_and_weights
 from cervix_jax.explain.render import overlay, panel, save_panel, write_png
 from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
 from cervix_jax.explain.scores import (
     completeness_relative_error,
     deletion_insertion,
     energy_pointing_game,
-    localisation_metrics,
-    localisation_ratio,
+    localization_metrics,
+    localization_ratio,
     pointing_game,
     sanity_check,
     spearman,
     to_heatmap,
 )
-from cervix_jax.explain.targets import class_score_fn, predict_logits, predicted_class
+from cervix_jax.explain.targets import (
+    SCORE_KINDS,
+    class_score_fn,
+    predict_logits,
+    predicted_class,
+)
 
 __all__ = [
     "BASELINE_KINDS",
     "IGResult",
-    "METHODS",
     "PAPER_PRESET",
+    "QUADRATURE_RULES",
+    "SCORE_KINDS",
     "black",
     "blurred",
     "class_score_fn",
-    "compile_integrated_gradients",
     "completeness_relative_error",
     "deletion_insertion",
     "energy_pointing_game",
     "gradcam",
-    "inference_variables",
     "input_gradient",
     "input_gradients",
     "integrated_gradients",
     "integrated_gradients_adaptive",
     "integrated_gradients_batch",
     "integrated_gradients_batch_adaptive",
-    "localisation_metrics",
-    "localisation_ratio",
+    "localization_metrics",
+    "localization_ratio",
+    "lower_integrated_gradients",
     "make_baselines",
     "overlay",
     "paper_integrated_gradients",
@@ -75,7 +85,8 @@ __all__ = [
     "smoothgrad",
     "spearman",
     "to_heatmap",
-    "to_normalised_space",
+    "to_normalized_space",
     "uniform",
+    "without_capture_collections",
     "write_png",
 ]

@@ -2,7 +2,7 @@
 
 The attribution functions assume ``f`` takes pixel-space images (it normalises inside), so
 baselines are pixel-space images too: black is zeros here. For an ``f`` on normalised inputs,
-map baselines with ``to_normalised_space`` first (black becomes ``-mean / std``).
+map baselines with ``to_normalized_space`` first (black becomes ``-mean / std``).
 
 Every function returns a stack ``[K, H, W, C]`` of K baselines for one image, or
 ``[B, K, H, W, C]`` through ``make_baselines``; ``integrated_gradients_batch`` averages over K.
@@ -100,7 +100,7 @@ def make_baselines(
     raise ValueError(f"Unknown baseline {kind!r}; expected one of {BASELINE_KINDS} or an array.")
 
 
-def to_normalised_space(
+def to_normalized_space(
     pixels: jax.Array, mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD
 ) -> jax.Array:
     """Pixel-space arrays [..., C] to normalised space ``(p - mean) / std``."""

@@ -4,8 +4,9 @@ The glue between checkpoints and the mathematics (docs/design.md): it restores t
 checkpoint (``cervix_jax.train.restore_inference_variables``), builds the pixel-space score
 ``f(image, target, variables)`` from the model and ``cervix_jax.data.normalize``, reads the
 split with its cell/nucleus masks (``cervix_jax.data.eval_iterator(with_masks=True)``) and runs
-one jitted step per batch: images are sharded over a 1-D ``('data',)`` mesh of all devices
-(``NamedSharding``), variables replicated, so any number of devices (or CPU) works.
+one jitted step per batch on the training wing's 1-D ``('data',)`` mesh
+(``cervix_jax.train.mesh``): images sharded over all devices, variables replicated, so any
+number of devices (or CPU) works.
 
 Outputs (``OUT``): per image ``<image_id>.png`` (the paper's panel: image | input-gradient
 overlay | method overlay) and ``<image_id>.npy`` (raw attributions, [S, S, 3] or [S, S] for
@@ -15,48 +16,50 @@ f(b))| / |f(x) - f(b)|``) and defined for IG only (null otherwise).
 
 Baselines. The default is the paper's: uniform random images in [0, 255], averaged over
 ``num_baselines`` draws. A black baseline is 10x cheaper but a poor fit for cytology: the
-slide background is bright, ``x - 0`` is largest there, and IG spreads over it. Measured on the
-``make demo`` model (densenet121_rca, 64 px, 4 test images, 50 steps): cell / nucleus
-localisation 1.04 / 0.71 with black, 2.47 / 3.45 with 10 uniform baselines (the input gradient
-alone already points at the cells). Blurred baselines differ from the image mostly around the
-cells, which inflates localisation even for random weights (tests/explain/test_batch.py).
+slide background is bright, ``x - 0`` is largest there, and IG spreads over it (measured on the
+``make demo`` model in docs/performance.md, "Attribution tool"). Blurred baselines differ
+from the image mostly around the cells, which inflates localization even for random weights
+(tests/explain/test_batch.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from cervix_jax import data as data_lib
+from cervix_jax import files, models, train
 from cervix_jax.explain import baselines as baselines_lib
 from cervix_jax.explain import render, saliency, scores, targets
-from cervix_jax.explain.gradcam import gradcam, inference_variables
+from cervix_jax.explain.gradcam import gradcam
 from cervix_jax.explain.integrated_gradients import integrated_gradients_batch
+from cervix_jax.train import loop as train_loop
+from cervix_jax.train import mesh as mesh_lib
 
-METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad")
-# Gradient passes evaluated together per device when the chunk size is automatic: ResNet-50 at
-# 224 px needs ~90 MB per pass (bench/attribution.py), so ~3 GB.
+ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad")
+# Gradient passes evaluated together per device when the chunk size is automatic (memory per
+# pass: docs/performance.md, "Attribution tool").
 PASSES_PER_DEVICE = 32
 METRIC_KEYS: tuple[str, ...] = (
     "completeness_error",
-    "localisation_cells",
-    "localisation_nuclei",
+    "localization_cells",
+    "localization_nuclei",
     "pointing_game",
     "deletion_auc",
     "insertion_auc",
 )
+# The entries of a data batch the step needs on device (``image_id`` stays on the host).
+_DEVICE_KEYS = ("image", "label", "cell_mask", "nucleus_mask", "index", "mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +69,8 @@ class Settings:
     Attributes:
       method: ``ig`` | ``gradient`` | ``gradcam`` | ``smoothgrad`` (over the input gradient).
       steps: IG quadrature points.
-      ig_method: quadrature rule (``quadrature.METHODS``).
-      chunk_size: IG points per vmapped chunk; None = automatic, about
-        ``PASSES_PER_DEVICE`` gradient passes at once per device (``attribute_split`` divides
-        it by the images per device and the number of baselines, which are vmapped too).
+      ig_method: quadrature rule (``quadrature.QUADRATURE_RULES``).
+      chunk_size: IG points per vmapped chunk; None = automatic (``resolve_chunk_size``).
       baseline: ``black`` | ``uniform`` (``num_baselines`` draws, averaged) | ``blurred``.
       num_baselines: K for uniform baselines (the paper: 10).
       target: ``predicted`` | ``label`` | a class index.
@@ -96,8 +97,10 @@ class Settings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; expected one of {METHODS}.")
+        if self.method not in ATTRIBUTION_METHODS:
+            raise ValueError(
+                f"Unknown method {self.method!r}; expected one of {ATTRIBUTION_METHODS}."
+            )
         if self.baseline not in baselines_lib.BASELINE_KINDS:
             raise ValueError(
                 f"Unknown baseline {self.baseline!r}; expected one of "
@@ -111,6 +114,22 @@ class Settings:
             )
 
 
+def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
+    """``settings`` with an automatic IG chunk size made explicit.
+
+    About ``PASSES_PER_DEVICE`` gradient passes at once per device: the images of a device and
+    their uniform baselines are vmapped too, so the chunk is ``PASSES_PER_DEVICE // (images
+    per device x baselines)`` points, at least 1 and at most ``steps``. Other settings (another
+    method, a chunk size already given) come back unchanged.
+    """
+    if settings.method != "ig" or settings.chunk_size is not None:
+        return settings
+    num_baselines = settings.num_baselines if settings.baseline == "uniform" else 1
+    passes_per_point = per_device_batch * num_baselines
+    chunk = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
+    return dataclasses.replace(settings, chunk_size=chunk)
+
+
 @functools.cache
 def pixel_logits_fn(model, normalize: Callable[[jax.Array], jax.Array] | None = None):
     """``logits_fn(image [H, W, 3] pixel space, variables) -> [num_classes]`` (cached).
@@ -120,7 +139,7 @@ def pixel_logits_fn(model, normalize: Callable[[jax.Array], jax.Array] | None = 
     baselines stay in pixel space.
     """
     if normalize is None:
-        from cervix_jax.data import normalize
+        normalize = data_lib.normalize
 
     def logits_fn(image, variables):
         return model.apply(variables, normalize(image)[None], train=False)[0]
@@ -128,11 +147,10 @@ def pixel_logits_fn(model, normalize: Callable[[jax.Array], jax.Array] | None = 
     return logits_fn
 
 
-def _maps(model, normalize, settings: Settings, variables, images, targets_, key):
-    """(attributions, completeness relative error [B]) of one method."""
-    logits_fn = pixel_logits_fn(model, normalize)
-    f = targets.class_score_fn(logits_fn, settings.score)
-    nan = jnp.full(images.shape[0], jnp.nan, jnp.float32)
+def _method_maps(model, normalize, settings: Settings, variables, images, target_classes, key):
+    """(attributions, completeness relative error [B]) of ``settings.method``."""
+    f = targets.class_score_fn(pixel_logits_fn(model, normalize), settings.score)
+    no_error = jnp.full(images.shape[0], jnp.nan, jnp.float32)
     if settings.method == "ig":
         bases = baselines_lib.make_baselines(
             settings.baseline, images, key, num=settings.num_baselines
@@ -141,7 +159,7 @@ def _maps(model, normalize, settings: Settings, variables, images, targets_, key
             f,
             images,
             bases,
-            targets_,
+            target_classes,
             steps=settings.steps,
             method=settings.ig_method,
             chunk_size=settings.chunk_size,
@@ -152,30 +170,33 @@ def _maps(model, normalize, settings: Settings, variables, images, targets_, key
         )
         return result.attributions, relative
     if settings.method == "gradient":
-        return saliency.input_gradients(f, images, targets_, (variables,)), nan
+        return saliency.input_gradients(f, images, target_classes, (variables,)), no_error
     if settings.method == "smoothgrad":
-        keys = jax.random.split(key, images.shape[0])
+        noise_keys = jax.random.split(key, images.shape[0])
 
-        def one(image, target, k):
+        def one(image, target, noise_key):
             method = lambda z: jax.grad(lambda y: f(y, target, variables))(z)
             return saliency.smoothgrad(
                 method,
                 image,
-                k,
+                noise_key,
                 num_samples=settings.smoothgrad_samples,
                 noise_level=settings.smoothgrad_noise,
                 batch_size=min(settings.smoothgrad_samples, PASSES_PER_DEVICE),
             )
 
-        return jax.vmap(one)(images, targets_, keys), nan
-    preprocess = normalize if normalize is not None else _data_normalize()
-    return gradcam(model, variables, images, targets_, preprocess=preprocess), nan
+        return jax.vmap(one)(images, target_classes, noise_keys), no_error
+    cams = gradcam(model, variables, images, target_classes, preprocess=normalize)
+    return cams, no_error
 
 
-def _data_normalize():
-    from cervix_jax.data import normalize
-
-    return normalize
+def _target_classes(settings: Settings, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """[B] int32: the class each image's map explains."""
+    if settings.target == "predicted":
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    if settings.target == "label":
+        return jnp.asarray(labels, jnp.int32)
+    return jnp.full(logits.shape[0], int(settings.target), jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "normalize", "settings"))
@@ -194,7 +215,7 @@ def explain_step(
     """Everything about one batch, on device.
 
     Args:
-      model, normalize, settings: static.
+      model, normalize, settings: static (``normalize`` None = ``cervix_jax.data.normalize``).
       variables: trained ``{'params', 'batch_stats'}`` (replicated).
       random_variables: re-initialised variables for the sanity check, or None.
       images_uint8: [B, S, S, 3]; labels: [B]; cell_mask, nucleus_mask: [B, S, S] {0, 1}.
@@ -204,16 +225,13 @@ def explain_step(
       dict of [B, ...] arrays: ``logits``, ``target``, ``attributions``, ``gradient`` and the
       per-image metrics (``METRIC_KEYS``, plus ``sanity_spearman`` when asked).
     """
+    normalize = data_lib.normalize if normalize is None else normalize
     images = jnp.asarray(images_uint8, jnp.float32)
     logits_fn = pixel_logits_fn(model, normalize)
     logits = jax.vmap(lambda im: logits_fn(im, variables))(images)
-    if settings.target == "predicted":
-        target = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    elif settings.target == "label":
-        target = jnp.asarray(labels, jnp.int32)
-    else:
-        target = jnp.full(images.shape[0], int(settings.target), jnp.int32)
-    attributions, relative = _maps(model, normalize, settings, variables, images, target, key)
+    target = _target_classes(settings, logits, labels)
+    maps = functools.partial(_method_maps, model, normalize, settings)
+    attributions, relative = maps(variables, images, target, key)
     f = targets.class_score_fn(logits_fn, settings.score)
     gradient = saliency.input_gradients(f, images, target, (variables,))
     probability = targets.class_score_fn(logits_fn, "probability")
@@ -234,17 +252,116 @@ def explain_step(
         "completeness_error": relative,
         "deletion_auc": curves["deletion_auc"],
         "insertion_auc": curves["insertion_auc"],
-        **scores.localisation_metrics(heatmaps, cell_mask, nucleus_mask),
+        **scores.localization_metrics(heatmaps, cell_mask, nucleus_mask),
     }
     if random_variables is not None:
-        random_maps, _ = _maps(model, normalize, settings, random_variables, images, target, key)
+        random_maps, _ = maps(random_variables, images, target, key)
         random_heat = jax.vmap(scores.to_heatmap)(random_maps)
         out["sanity_spearman"] = scores.sanity_check(heatmaps, random_heat, absolute=True)
     return out
 
 
-def _data_mesh() -> Mesh:
-    return Mesh(np.asarray(jax.devices()), ("data",), axis_types=(AxisType.Auto,))
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What ``attribute_split`` sets up once: model and variables on the mesh, the split, and
+    the settings with the chunk size resolved."""
+
+    config: Any
+    model: Any
+    variables: Any
+    random_variables: Any
+    source: Any
+    indices: np.ndarray
+    image_ids: np.ndarray
+    mesh: jax.sharding.Mesh
+    per_device_batch: int
+    settings: Settings
+    key: jax.Array
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.data.image_size)
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        return METRIC_KEYS + (("sanity_spearman",) if self.settings.sanity_check else ())
+
+    def batches(self) -> Iterator[dict]:
+        """This process's rows of each global batch (the last one padded, ``mask`` False)."""
+        return data_lib.eval_iterator(
+            self.source,
+            self.indices,
+            image_size=self.image_size,
+            global_batch_size=self.per_device_batch * self.mesh.devices.size,
+            with_masks=True,
+            num_workers=int(self.config.data.get("num_workers", 0) or 0),
+        )
+
+
+def _split_indices(module, split: str, num_images: int | None, workdir) -> np.ndarray:
+    """Record indices of the first ``num_images`` images of ``split`` (all when None)."""
+    if split not in module.splits:
+        raise ValueError(f"split={split!r}: expected one of {sorted(module.splits)}.")
+    indices = np.asarray(module.splits[split])
+    if num_images is not None:
+        indices = indices[: int(num_images)]
+    if len(indices) == 0:
+        raise ValueError(f"split {split!r} of {workdir} has no images to attribute.")
+    return indices
+
+
+def _set_up(workdir, settings: Settings, *, split, num_images, per_device_batch, which) -> _Job:
+    """Restores the checkpoint, opens the split and puts the variables on the mesh."""
+    config, model, variables = train.restore_inference_variables(workdir, which=which)
+    module = train_loop.build_data_module(config, workdir)
+    indices = _split_indices(module, split, num_images, workdir)
+    mesh = mesh_lib.make_mesh()
+    replicated = mesh_lib.replicated(mesh)
+    key = jax.random.key(settings.seed)
+    random_variables = None
+    if settings.sanity_check:
+        reinit_key = jax.random.fold_in(key, 1)
+        reinit = models.init_variables(model, reinit_key, int(config.data.image_size))
+        random_variables = jax.device_put(reinit, replicated)
+    return _Job(
+        config=config,
+        model=model,
+        variables=jax.device_put(variables, replicated),
+        random_variables=random_variables,
+        source=module.source,
+        indices=indices,
+        image_ids=np.asarray(module.metadata.image_ids),
+        mesh=mesh,
+        per_device_batch=per_device_batch,
+        settings=resolve_chunk_size(settings, per_device_batch),
+        key=key,
+    )
+
+
+def _attribute_batch(job: _Job, batch: dict, step: int) -> dict[str, np.ndarray]:
+    """One global batch through ``explain_step``; its outputs, images, indices and padding
+    mask as numpy on every process."""
+    device = mesh_lib.global_batch(batch, job.mesh, keys=_DEVICE_KEYS)
+    result = explain_step(
+        job.model,
+        None,
+        job.settings,
+        job.variables,
+        job.random_variables,
+        device["image"],
+        device["label"],
+        device["cell_mask"],
+        device["nucleus_mask"],
+        jax.random.fold_in(job.key, step + 2),
+    )
+    passed = {name: device[name] for name in ("index", "mask", "image")}
+    return mesh_lib.to_host({**result, **passed})
+
+
+def _image_rows(host: dict[str, np.ndarray], image_ids: np.ndarray) -> list[tuple[str, int]]:
+    """``(image_id, row)`` of the real images of a batch (padding rows left out)."""
+    rows = np.flatnonzero(host["mask"])
+    return [(str(image_ids[int(host["index"][row])]), int(row)) for row in rows]
 
 
 def _safe_relative_path(image_id: str) -> str:
@@ -255,29 +372,46 @@ def _safe_relative_path(image_id: str) -> str:
     return os.path.join(*parts)
 
 
-def _save_npy(array: np.ndarray, path: str) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".npy")
-    with os.fdopen(fd, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+def _write_image_outputs(out, image_id: str, host: dict[str, np.ndarray], row: int, method: str):
+    """``OUT/<image_id>.npy`` (raw attributions) and ``.png`` (the panel) of one image."""
+    base = os.path.join(os.fspath(out), _safe_relative_path(image_id))
+    attributions = host["attributions"][row]
+    files.atomic_save_npy(base + ".npy", np.asarray(attributions, np.float32))
+    render.save_panel(
+        base + ".png",
+        host["image"][row],
+        host["gradient"][row],
+        attributions,
+        titles=("image", "gradient", method),
+    )
 
 
-def _write_text(text: str, path: str) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+class _ProgressLine:
+    """``attribute <split>: done/total images, rate/s`` rewritten in place on stderr."""
+
+    def __init__(self, split: str, total: int, enabled: bool):
+        self.split, self.total, self.enabled = split, total, enabled
+        self.done, self.start = 0, time.perf_counter()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.enabled:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            sys.stderr.write(
+                f"\rattribute {self.split}: {self.done}/{self.total} images, {rate:.2f}/s "
+            )
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
 
 
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def summarise(per_image: dict[str, dict[str, float]], settings: Settings, extra: dict) -> dict:
+def summarize(per_image: dict[str, dict[str, float]], settings: Settings, extra: dict) -> dict:
     """The ``attribution_metrics.json`` content from ``{metric: {image_id: value}}``."""
     out: dict[str, Any] = {
         "method": settings.method,
@@ -294,10 +428,31 @@ def summarise(per_image: dict[str, dict[str, float]], settings: Settings, extra:
     return out
 
 
+def _run_description(job: _Job, workdir, split: str) -> dict:
+    """The settings, split and model that ``attribution_metrics.json`` records."""
+    settings = job.settings
+    is_ig = settings.method == "ig"
+    return {
+        "split": split,
+        "target": settings.target,
+        "score": settings.score,
+        "baseline": settings.baseline if is_ig else None,
+        "ig_method": settings.ig_method if is_ig else None,
+        "num_baselines": (
+            settings.num_baselines if is_ig and settings.baseline == "uniform" else None
+        ),
+        "chunk_size": settings.chunk_size if is_ig else None,
+        "deletion_steps": settings.deletion_steps,
+        "workdir": os.fspath(workdir),
+        "model": job.config.model.name,
+        "image_size": job.image_size,
+    }
+
+
 def metrics_markdown(metrics: dict) -> str:
     """A short Markdown report of ``attribution_metrics.json``."""
-    keys = [k for k in metrics if isinstance(metrics[k], dict) and "per_image" in metrics[k]]
-    fmt = lambda v: "n/a" if v is None else f"{v:.4g}"
+    names = [k for k in metrics if isinstance(metrics[k], dict) and "per_image" in metrics[k]]
+    show = lambda v: "n/a" if v is None else f"{v:.4g}"
     lines = [
         f"# Attribution metrics: {metrics['method']}",
         "",
@@ -318,16 +473,22 @@ def metrics_markdown(metrics: dict) -> str:
         "",
         "| metric | mean |",
         "|---|---|",
-        *[f"| {k} | {fmt(metrics[k]['mean'])} |" for k in keys],
+        *[f"| {k} | {show(metrics[k]['mean'])} |" for k in names],
         "",
-        "| image | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
+        "| image | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
     ]
-    ids = list(metrics[keys[0]]["per_image"]) if keys else []
+    ids = list(metrics[names[0]]["per_image"]) if names else []
     for image_id in ids:
-        row = [fmt(metrics[k]["per_image"].get(image_id)) for k in keys]
+        row = [show(metrics[k]["per_image"].get(image_id)) for k in names]
         lines.append(f"| {image_id} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _write_metrics(out, metrics: dict) -> None:
+    """``OUT/attribution_metrics.json`` and ``OUT/attribution_metrics.md``."""
+    files.atomic_write_json(os.path.join(out, "attribution_metrics.json"), metrics)
+    files.atomic_write_text(os.path.join(out, "attribution_metrics.md"), metrics_markdown(metrics))
 
 
 def attribute_split(
@@ -358,130 +519,29 @@ def attribute_split(
     Returns:
       The content written to ``attribution_metrics.json``.
     """
-    from cervix_jax import data as data_lib
-    from cervix_jax import models
-    from cervix_jax import train as train_lib
-    from cervix_jax.train import loop as train_loop
-
     out = os.fspath(out)
-    config, model, variables = train_lib.restore_inference_variables(workdir, which=which)
-    variables = inference_variables(variables)
-    module = train_loop.build_data_module(config, workdir)
-    if split not in module.splits:
-        raise ValueError(f"split={split!r}: expected one of {sorted(module.splits)}.")
-    indices = np.asarray(module.splits[split])
-    if num_images is not None:
-        indices = indices[: int(num_images)]
-    if len(indices) == 0:
-        raise ValueError(f"split {split!r} of {workdir} has no images to attribute.")
-    image_size = int(config.data.image_size)
-    mesh = _data_mesh()
-    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    global_batch = per_device_batch * mesh.devices.size
-    if global_batch % jax.process_count():
-        raise ValueError(
-            f"global batch {global_batch} does not split over {jax.process_count()} processes."
-        )
-    if settings.method == "ig" and settings.chunk_size is None:
-        k = settings.num_baselines if settings.baseline == "uniform" else 1
-        chunk = max(1, min(settings.steps, PASSES_PER_DEVICE // (per_device_batch * k)))
-        settings = dataclasses.replace(settings, chunk_size=chunk)
-    variables = jax.device_put(variables, replicated)
-    key = jax.random.key(settings.seed)
-    random_variables = None
-    if settings.sanity_check:
-        reinit_key = jax.random.fold_in(key, 1)
-        random_variables = jax.device_put(
-            models.init_variables(model, reinit_key, image_size), replicated
-        )
-    batches = data_lib.eval_iterator(
-        module.source,
-        indices,
-        image_size=image_size,
-        global_batch_size=global_batch,
-        with_masks=True,
-        num_workers=int(config.data.get("num_workers", 0) or 0),
+    job = _set_up(
+        workdir,
+        settings,
+        split=split,
+        num_images=num_images,
+        per_device_batch=per_device_batch,
+        which=which,
     )
-    per_image: dict[str, dict[str, float]] = {k: {} for k in METRIC_KEYS}
-    if settings.sanity_check:
-        per_image["sanity_spearman"] = {}
-    image_ids = np.asarray(module.metadata.image_ids)
-    done, start = 0, time.perf_counter()
     writer = jax.process_index() == 0
-    for step, batch in enumerate(batches):
-        device = {}
-        for name in ("image", "label", "cell_mask", "nucleus_mask", "index", "mask"):
-            local = np.asarray(batch[name])
-            shape = (local.shape[0] * jax.process_count(), *local.shape[1:])
-            device[name] = jax.make_array_from_process_local_data(batch_sharding, local, shape)
-        result = explain_step(
-            model,
-            None,
-            settings,
-            variables,
-            random_variables,
-            device["image"],
-            device["label"],
-            device["cell_mask"],
-            device["nucleus_mask"],
-            jax.random.fold_in(key, step + 2),
-        )
-        host = _to_host(
-            {**result, "index": device["index"], "mask": device["mask"], "image": device["image"]}
-        )
-        for row in np.flatnonzero(host["mask"]):
-            image_id = str(image_ids[int(host["index"][row])])
-            for k in per_image:
-                per_image[k][image_id] = float(host[k][row])
+    per_image: dict[str, dict[str, float]] = {key: {} for key in job.metric_keys}
+    meter = _ProgressLine(split, len(job.indices), enabled=progress and writer)
+    for step, batch in enumerate(job.batches()):
+        host = _attribute_batch(job, batch, step)
+        rows = _image_rows(host, job.image_ids)
+        for image_id, row in rows:
+            for key, values in per_image.items():
+                values[image_id] = float(host[key][row])
             if writer and write_images:
-                base = os.path.join(out, _safe_relative_path(image_id))
-                _save_npy(np.asarray(host["attributions"][row], np.float32), base + ".npy")
-                render.save_panel(
-                    base + ".png",
-                    host["image"][row],
-                    host["gradient"][row],
-                    host["attributions"][row],
-                    titles=("image", "gradient", settings.method),
-                )
-            done += 1
-        if progress and writer:
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            sys.stderr.write(f"\rattribute {split}: {done}/{len(indices)} images, {rate:.2f}/s ")
-            sys.stderr.flush()
-    if progress and writer:
-        sys.stderr.write("\n")
-    extra = {
-        "split": split,
-        "target": settings.target,
-        "score": settings.score,
-        "baseline": settings.baseline if settings.method == "ig" else None,
-        "ig_method": settings.ig_method if settings.method == "ig" else None,
-        "num_baselines": (
-            settings.num_baselines
-            if settings.method == "ig" and settings.baseline == "uniform"
-            else None
-        ),
-        "chunk_size": settings.chunk_size if settings.method == "ig" else None,
-        "deletion_steps": settings.deletion_steps,
-        "workdir": os.fspath(workdir),
-        "model": config.model.name,
-        "image_size": image_size,
-    }
-    metrics = summarise(per_image, settings, extra)
+                _write_image_outputs(out, image_id, host, row, job.settings.method)
+        meter.add(len(rows))
+    meter.close()
+    metrics = summarize(per_image, job.settings, _run_description(job, workdir, split))
     if writer:
-        _write_text(
-            json.dumps(metrics, indent=2, allow_nan=False) + "\n",
-            os.path.join(out, "attribution_metrics.json"),
-        )
-        _write_text(metrics_markdown(metrics), os.path.join(out, "attribution_metrics.md"))
+        _write_metrics(out, metrics)
     return metrics
-
-
-def _to_host(tree):
-    """Global (possibly multi-process) arrays as numpy on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
-    return jax.tree.map(np.asarray, jax.device_get(tree))

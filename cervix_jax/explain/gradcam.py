@@ -29,8 +29,9 @@ from flax import traverse_util
 LAST_CONV = "last_conv"
 
 
-def inference_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """Only the collections inference needs (drops ``perturbations`` and ``intermediates``).
+def without_capture_collections(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """``variables`` without the collections Grad-CAM's capture writes (``perturbations``,
+    ``intermediates``): what a plain forward pass reads.
 
     ``model.init`` also creates zero ``perturbations`` of the init batch's shape; they must not
     travel into ``apply`` with another batch shape.
@@ -125,7 +126,7 @@ def gradcam(
     Returns:
       cams [B, H, W] (or [B, h, w]), non-negative, in the score's units (not normalised).
     """
-    variables = inference_variables(variables)
+    variables = without_capture_collections(variables)
     images = jnp.asarray(images, jnp.float32)
     if targets is None:
         targets = _predict(model, preprocess, variables, images)

@@ -9,15 +9,14 @@ Chunk loop (``chunk_loop``). ``'scan'`` compiles the chunk once, inside an XLA w
 (``jax.lax.scan``); ``'unrolled'`` lays the chunks out one after another in one program (no
 loop); ``'auto'`` (default) picks ``'unrolled'`` on CPU and ``'scan'`` elsewhere. Why: inside a
 while loop, XLA CPU (jaxlib 0.10.2) leaves the input-gradient convolutions with a reversed
-kernel in ``01oi`` order, which its fast convolution path does not take. ResNet-50 at 224 px,
-50 points in chunks of 10, measured in docs/performance.md: ``'scan'`` 10.9 s per image and
-2.2 GB peak, ``'unrolled'`` 5.2 s and 2.7 GB. Unrolled programs are compiled with XLA CPU's
-memory-optimised scheduler (``_COMPILER_OPTIONS``): with the default one, buffers of every
-chunk stay alive and peak memory grows with ``steps`` (4.0 GB at 50 steps, 6.5 GB at 100; 13%
-faster); with it, peak memory is set by the chunk size (2.7 GB at 50 or 100 steps). Compile
-time grows with the number of chunks. On accelerators the loop costs little and keeps compile
-time flat. The options apply to this module's own ``jax.jit``; inside a caller's ``jax.jit``,
-the caller's compiler options rule.
+kernel in ``01oi`` order, which its fast convolution path does not take. Unrolled programs are
+compiled with XLA CPU's memory-optimised scheduler (``_COMPILER_OPTIONS``): with the default
+one, buffers of every chunk stay alive and peak memory grows with ``steps``; with it, peak
+memory is set by the chunk size, at a small cost in speed. Compile time grows with the number of
+chunks. On accelerators the loop costs little and keeps compile time flat. The options apply to
+this module's own ``jax.jit``; inside a caller's ``jax.jit``, the caller's compiler options
+rule. The measurements behind these choices are in docs/performance.md ("What we learned", 1 and
+2).
 
 Spaces. ``x - b`` and the gradients must live in the same space, or completeness breaks (the
 reference IG code the paper used multiplied raw-pixel differences by gradients taken w.r.t.
@@ -66,7 +65,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cervix_jax.explain import baselines as baselines_lib
 from cervix_jax.explain import quadrature
+from cervix_jax.explain import targets as targets_lib
 
 ScoreFn = Callable[..., jax.Array]
 
@@ -156,9 +157,9 @@ def _ig_single(
 
 
 _STATIC = ("f", "steps", "method", "chunk_size", "chunk_loop")
-# XLA CPU's default scheduler keeps part of every unrolled chunk's buffers alive to the end
-# (ResNet-50, 224 px, chunks of 10: 1.6 / 2.7 / 4.9 GB of temporaries at 20 / 50 / 100 steps);
-# the memory-optimised one reuses them (1.5 / 1.6 / 1.6 GB). Other backends ignore the option.
+# XLA CPU's default scheduler keeps part of every unrolled chunk's buffers alive to the end, so
+# temporaries grow with the step count; the memory-optimised one reuses them (measured in
+# docs/performance.md, "What we learned", 2). Other backends ignore the option.
 _COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
@@ -177,7 +178,6 @@ def _pick(jitted: tuple[Callable, Callable], *arrays: Any) -> Callable:
 
 
 _IG_JITS = _jit_pair(_ig_single)
-_ig_jit = _IG_JITS[0]
 
 
 def integrated_gradients(
@@ -199,7 +199,7 @@ def integrated_gradients(
       x: image [H, W, C] (any shape works; the attributions have the shape of ``x``).
       baseline: array broadcastable to ``x`` (same space as ``x``); 0 = black in pixel space.
       steps: number of quadrature points.
-      method: a name from ``quadrature.METHODS``.
+      method: a name from ``quadrature.QUADRATURE_RULES``.
       chunk_size: points per ``vmap`` chunk (None = all at once).
       chunk_loop: ``'auto'``, ``'scan'`` or ``'unrolled'`` (module docstring, "Chunk loop").
       f_args: extra arguments of ``f`` passed as traced values (e.g. model variables).
@@ -214,7 +214,7 @@ def integrated_gradients(
     return attributions, error
 
 
-def compile_integrated_gradients(
+def lower_integrated_gradients(
     f: ScoreFn,
     x: jax.Array,
     baseline: jax.Array,
@@ -224,15 +224,20 @@ def compile_integrated_gradients(
     chunk_size: int | None = None,
     chunk_loop: str = "auto",
     f_args: Sequence[Any] = (),
-):
-    """Ahead-of-time compiled single-image IG for the shapes of ``x``, ``baseline``, ``f_args``.
+    memory_optimized: bool = True,
+) -> jax.stages.Lowered:
+    """The single-image IG program lowered for the shapes of ``x``, ``baseline``, ``f_args``.
 
-    Returns ``compiled(x, baseline, f_args) -> (attributions, completeness_error,
-    f(x) - f(baseline))``; used by bench/attribution.py to time compilation separately.
+    ``.compile()`` gives it compiled ahead of time, called as ``compiled(x, baseline,
+    tuple(f_args)) -> (attributions, completeness_error, f(x) - f(baseline))`` (the benchmarks
+    time compilation apart that way); ``.as_text()`` is its StableHLO (a chunk loop shows as a
+    ``while``) and ``.compile().memory_analysis()`` its memory use. Arguments as in
+    ``integrated_gradients``; ``memory_optimized=False`` lowers it without
+    ``_COMPILER_OPTIONS`` (XLA CPU's default scheduler), for comparison.
     """
     options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-    compiled = _ig_jit.lower(f, x, baseline, tuple(f_args), **options).compile()
-    return lambda x, baseline, f_args: compiled(x, baseline, tuple(f_args))
+    jitted = _IG_JITS[0] if memory_optimized else _IG_JITS[1]
+    return jitted.lower(f, x, baseline, tuple(f_args), **options)
 
 
 def _ig_batch(f, images, baselines, targets, f_args, *, steps, method, chunk_size, chunk_loop):
@@ -316,10 +321,11 @@ def integrated_gradients_batch(
     )
 
 
-def integrated_gradients_adaptive(
+def integrated_gradients_batch_adaptive(
     f: ScoreFn,
-    x: jax.Array,
-    baseline: jax.Array | float = 0.0,
+    images: jax.Array,
+    baselines: jax.Array | float = 0.0,
+    targets: jax.Array | None = None,
     *,
     tol: float = 1e-2,
     relative: bool = True,
@@ -329,67 +335,51 @@ def integrated_gradients_adaptive(
     chunk_size: int | None = None,
     chunk_loop: str = "auto",
     f_args: Sequence[Any] = (),
-) -> tuple[jax.Array, jax.Array, int]:
-    """Integrated gradients with ``steps`` doubled until the completeness error is below ``tol``.
+) -> tuple[IGResult, int]:
+    """``integrated_gradients_batch`` with ``steps`` doubled until every image's completeness
+    error is below ``tol``.
 
     Args:
-      tol: tolerance on ``|completeness_error|``, divided by ``|f(x) - f(baseline)|`` when
+      tol: tolerance on ``|completeness_error|``, divided by ``|f(x) - mean_k f(b_k)|`` when
         ``relative``.
       start_steps, max_steps: first and largest step count; each new count compiles once.
-      Others as in ``integrated_gradients``.
+      Others as in ``integrated_gradients_batch``.
 
     Returns:
-      ``(attributions, completeness_error, steps_used)``. If ``max_steps`` is reached first,
-      the last result is returned (check the error).
+      ``(IGResult, steps_used)``. If ``max_steps`` is reached first, the last result is
+      returned (check the errors).
     """
-    options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
+    options = dict(method=method, chunk_size=chunk_size, chunk_loop=chunk_loop, f_args=f_args)
     steps = int(start_steps)
     while True:
-        attributions, error, delta = _ig_jit(f, x, baseline, tuple(f_args), steps=steps, **options)
-        scale = max(abs(float(delta)), 1e-12) if relative else 1.0
-        if abs(float(error)) / scale < tol or steps * 2 > max_steps:
-            return attributions, error, steps
-        steps *= 2
-
-
-def integrated_gradients_batch_adaptive(
-    f: ScoreFn,
-    images: jax.Array,
-    baselines: jax.Array | float = 0.0,
-    targets: jax.Array | None = None,
-    *,
-    tol: float = 1e-2,
-    start_steps: int = 16,
-    max_steps: int = 1024,
-    method: str = "gausslegendre",
-    chunk_size: int | None = None,
-    chunk_loop: str = "auto",
-    f_args: Sequence[Any] = (),
-) -> tuple[IGResult, int]:
-    """``integrated_gradients_batch`` with ``steps`` doubled until every image's relative
-    completeness error ``|error| / |f(x) - mean_k f(b_k)|`` is below ``tol``.
-
-    Returns ``(IGResult, steps_used)``; at ``max_steps`` the last result is returned.
-    """
-    steps = int(start_steps)
-    while True:
-        result = integrated_gradients_batch(
-            f,
-            images,
-            baselines,
-            targets,
-            steps=steps,
-            method=method,
-            chunk_size=chunk_size,
-            chunk_loop=chunk_loop,
-            f_args=f_args,
-        )
-        relative = np.abs(np.asarray(result.completeness_error)) / np.maximum(
-            np.abs(np.asarray(result.score_difference)), 1e-12
-        )
-        if float(relative.max()) < tol or steps * 2 > max_steps:
+        result = integrated_gradients_batch(f, images, baselines, targets, steps=steps, **options)
+        error = np.abs(np.asarray(result.completeness_error))
+        if relative:
+            error = error / np.maximum(np.abs(np.asarray(result.score_difference)), 1e-12)
+        if float(error.max()) < tol or steps * 2 > max_steps:
             return result, steps
         steps *= 2
+
+
+def integrated_gradients_adaptive(
+    f: ScoreFn, x: jax.Array, baseline: jax.Array | float = 0.0, **options: Any
+) -> tuple[jax.Array, jax.Array, int]:
+    """Integrated gradients of one image with ``steps`` doubled until the completeness error
+    is below ``tol``: ``integrated_gradients_batch_adaptive`` on a batch of one.
+
+    Args:
+      f: ``f(image [H, W, C], *f_args) -> scalar``.
+      x: image [H, W, C]; baseline: broadcastable to ``x``.
+      options: ``tol``, ``relative``, ``start_steps``, ``max_steps``, ``method``,
+        ``chunk_size``, ``chunk_loop``, ``f_args``, as in ``integrated_gradients_batch_adaptive``.
+
+    Returns:
+      ``(attributions [H, W, C], completeness_error [], steps_used)``.
+    """
+    result, steps = integrated_gradients_batch_adaptive(
+        f, jnp.asarray(x)[None], baseline, **options
+    )
+    return result.attributions[0], result.completeness_error[0], steps
 
 
 # The paper's protocol: softmax probability of the predicted class, left Riemann sums with 50
@@ -424,9 +414,6 @@ def paper_integrated_gradients(
       targets: [B] classes; None = predicted class (the paper's).
       chunk_size, chunk_loop: as in ``integrated_gradients``.
     """
-    from cervix_jax.explain import baselines as baselines_lib
-    from cervix_jax.explain import targets as targets_lib
-
     images = jnp.asarray(images, jnp.float32)
     if targets is None:
         targets = targets_lib.predicted_class(logits_fn, images, f_args)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS: tuple[str, ...] = (
+QUADRATURE_RULES: tuple[str, ...] = (
     "riemann_left",
     "riemann_right",
     "riemann_middle",
@@ -40,7 +40,7 @@ def points_and_weights(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]
     """Quadrature points and weights on [0, 1].
 
     Args:
-      method: one of ``METHODS``.
+      method: one of ``QUADRATURE_RULES``.
       steps: number of points ``n`` (>= 1; >= 2 for ``riemann_trapezoid``).
 
     Returns:
@@ -72,5 +72,7 @@ def points_and_weights(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]
         alphas = 0.5 * (nodes + 1.0)
         weights = 0.5 * w
     else:
-        raise ValueError(f"Unknown integration method {method!r}; expected one of {METHODS}.")
+        raise ValueError(
+            f"Unknown integration method {method!r}; expected one of {QUADRATURE_RULES}."
+        )
     return alphas, weights

@@ -4,17 +4,18 @@ Each map is shown the paper's way: keep positive attributions, average over colo
 scale so that the value above which the top 1% of the total attribution mass lies (the 99th
 percentile of *cumulative* attribution) maps to 1 and clip there, paint it green and overlay
 it on the image as ``0.7 * image + 0.5 * map`` (clipped to [0, 255]). Host-side numpy + PIL;
-files are written atomically (temporary file, then ``os.replace``).
+files are written atomically (``cervix_jax.files``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from cervix_jax.files import atomic_path
 
 GREEN = np.array([0.0, 255.0, 0.0], np.float32)
 
@@ -34,7 +35,7 @@ def cumulative_threshold(heatmap: np.ndarray, percentile: float = 99.0) -> float
     return float(values[min(index, values.size - 1)])
 
 
-def normalise_map(attributions: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+def normalize_map(attributions: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     """[H, W, C] or [H, W] attributions -> [H, W] float32 in [0, 1] (positive part, clipped)."""
     a = np.maximum(np.asarray(attributions, np.float32), 0.0)
     heatmap = a if a.ndim == 2 else a.mean(axis=-1)
@@ -47,7 +48,7 @@ def normalise_map(attributions: np.ndarray, percentile: float = 99.0) -> np.ndar
 def overlay(image: np.ndarray, attributions: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     """Green overlay uint8 [H, W, 3]: ``clip(0.7 * image + 0.5 * 255 * map * green)``."""
     image = np.asarray(image, np.float32)
-    heat = normalise_map(attributions, percentile)[..., None] * GREEN
+    heat = normalize_map(attributions, percentile)[..., None] * GREEN
     return np.clip(0.7 * image + 0.5 * heat, 0, 255).astype(np.uint8)
 
 
@@ -101,18 +102,8 @@ def panel(
 
 def write_png(array: np.ndarray, path: str | os.PathLike) -> None:
     """Writes a uint8 [H, W, 3] array to ``path`` atomically."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.asarray(array, np.uint8)).save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array, np.uint8)).save(tmp, format="PNG")
 
 
 def save_panel(

@@ -60,7 +60,7 @@ def mass_share(heatmap: jax.Array, mask: jax.Array) -> jax.Array:
 energy_pointing_game = mass_share
 
 
-def localisation_ratio(heatmap: jax.Array, mask: jax.Array) -> jax.Array:
+def localization_ratio(heatmap: jax.Array, mask: jax.Array) -> jax.Array:
     """Mass share inside ``mask`` divided by its area share (1.0 = uniform; NaN if empty)."""
     m = jnp.asarray(mask, jnp.float32)
     area = m.mean()
@@ -74,15 +74,15 @@ def pointing_game(heatmap: jax.Array, mask: jax.Array) -> jax.Array:
     return m.ravel()[jnp.argmax(h.ravel())]
 
 
-def localisation_metrics(heatmaps: jax.Array, cell_masks: jax.Array, nucleus_masks: jax.Array):
+def localization_metrics(heatmaps: jax.Array, cell_masks: jax.Array, nucleus_masks: jax.Array):
     """Per-image localisation numbers for [B, H, W(, C)] maps and [B, H, W] masks.
 
-    Returns a dict of [B] arrays: ``localisation_cells``, ``localisation_nuclei`` and
+    Returns a dict of [B] arrays: ``localization_cells``, ``localization_nuclei`` and
     ``pointing_game`` (energy-based, w.r.t. the cell mask).
     """
     return {
-        "localisation_cells": jax.vmap(localisation_ratio)(heatmaps, cell_masks),
-        "localisation_nuclei": jax.vmap(localisation_ratio)(heatmaps, nucleus_masks),
+        "localization_cells": jax.vmap(localization_ratio)(heatmaps, cell_masks),
+        "localization_nuclei": jax.vmap(localization_ratio)(heatmaps, nucleus_masks),
         "pointing_game": jax.vmap(energy_pointing_game)(heatmaps, cell_masks),
     }
 
@@ -188,12 +188,13 @@ def deletion_insertion(
 
 def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
     """Spearman rank correlation of two maps of equal size (average ranks for ties)."""
-    ra = jax.scipy.stats.rankdata(jnp.ravel(a).astype(jnp.float32))
-    rb = jax.scipy.stats.rankdata(jnp.ravel(b).astype(jnp.float32))
-    ra = ra - ra.mean()
-    rb = rb - rb.mean()
-    denom = jnp.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return jnp.where(denom > 0, (ra * rb).sum() / jnp.where(denom > 0, denom, 1.0), jnp.nan)
+    rank_a = jax.scipy.stats.rankdata(jnp.ravel(a).astype(jnp.float32))
+    rank_b = jax.scipy.stats.rankdata(jnp.ravel(b).astype(jnp.float32))
+    rank_a = rank_a - rank_a.mean()
+    rank_b = rank_b - rank_b.mean()
+    covariance = (rank_a * rank_b).sum()
+    denom = jnp.sqrt((rank_a * rank_a).sum() * (rank_b * rank_b).sum())
+    return jnp.where(denom > 0, covariance / jnp.where(denom > 0, denom, 1.0), jnp.nan)
 
 
 def sanity_check(

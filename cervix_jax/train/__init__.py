@@ -8,10 +8,13 @@ Public surface (contract in docs/design.md):
 - ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir.
 - ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``.
 - ``TrainingError``: a run cannot go on; its message says why and what to do.
+- ``mesh``: the ``('data',)`` device mesh, shardings and global batches (``make_mesh``,
+  ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
 """
 
 from __future__ import annotations
 
+from cervix_jax.train import mesh
 from cervix_jax.train.errors import TrainingError
 from cervix_jax.train.loop import evaluate, restore_inference_variables, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
@@ -32,6 +35,7 @@ __all__ = [
     "classification_metrics",
     "evaluate",
     "load_config_json",
+    "mesh",
     "restore_inference_variables",
     "train_and_evaluate",
     "user_errors",

@@ -1,32 +1,19 @@
 """Evaluation artefacts: ``report.json``, ``report.md``, ``plots/`` and per-example predictions.
 
-Written by process 0 only. Every file is written to a temporary name and renamed, so a reader
+Written by process 0 only. Every file is written atomically (``cervix_jax.files``), so a reader
 never sees half a report.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cervix_jax.files import atomic_path, atomic_write_json, atomic_write_text
 from cervix_jax.train.metrics import classification_metrics
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_predictions(
@@ -48,10 +35,8 @@ def save_predictions(
     }
     if image_id is not None:
         arrays["image_id"] = np.asarray(image_id).astype(str)[order]
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def build_report(
@@ -112,9 +97,8 @@ def report_markdown(report: dict, title: str = "Evaluation report") -> str:
 
 
 def _savefig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
 def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str | os.PathLike):

@@ -33,8 +33,8 @@ def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
     assert metrics["method"] == "ig" and metrics["steps"] == 4 and metrics["num_images"] == 3
     for key in (
         "completeness_error",
-        "localisation_cells",
-        "localisation_nuclei",
+        "localization_cells",
+        "localization_nuclei",
         "pointing_game",
         "deletion_auc",
         "insertion_auc",

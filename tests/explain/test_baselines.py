@@ -36,7 +36,7 @@ def test_make_baselines_shapes_and_spaces():
     assert given.shape == (2, 1, 8, 8, 3) and float(given.min()) == 7.0
     # Black in normalised space is -mean / std, not zero.
     np.testing.assert_allclose(
-        explain.to_normalised_space(jnp.zeros(3)), -baselines.IMAGENET_MEAN / baselines.IMAGENET_STD
+        explain.to_normalized_space(jnp.zeros(3)), -baselines.IMAGENET_MEAN / baselines.IMAGENET_STD
     )
     with pytest.raises(ValueError, match="PRNG key"):
         explain.make_baselines("uniform", images)

@@ -5,7 +5,7 @@ A tiny CNN is trained for a few optax steps on the synthetic SIPaKMeD of ``cervi
 and the data module of the training wing are replaced by that model and split, so the test
 covers everything from the split to the files on 4 fake CPU devices. Measured while writing it
 (48 px, 16 test images, predicted class, IG with 4 uniform baselines and 16 steps): cell
-localisation ratio 3.6 trained vs 1.0 with random weights, Adebayo rank correlation -0.05. In a
+localization ratio 3.6 trained vs 1.0 with random weights, Adebayo rank correlation -0.05. In a
 side experiment, blurred baselines gave random weights ~4 too (the blurred image differs from
 the input mostly around the cells), so they are a poor baseline for this metric.
 """
@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
     tx = optax.adam(3e-3)
 
     def loss(params, x, y):
-        logits = model.apply({"params": params}, tiny_models.normalise(x), train=False)
+        logits = model.apply({"params": params}, tiny_models.normalize(x), train=False)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     @jax.jit
@@ -130,8 +130,8 @@ def test_ig_points_at_cells_after_training(monkeypatch, trained, tmp_path):
         num_images=16,
         per_device_batch=2,
     )
-    trained_ratio = metrics["localisation_cells"]["mean"]
-    random_ratio = random["localisation_cells"]["mean"]
+    trained_ratio = metrics["localization_cells"]["mean"]
+    random_ratio = random["localization_cells"]["mean"]
     assert trained_ratio > 1.5, (trained_ratio, random_ratio)
     assert trained_ratio > random_ratio + 0.5, (trained_ratio, random_ratio)
 
@@ -147,7 +147,7 @@ def test_other_methods_write_maps(monkeypatch, trained, tmp_path, method):
     assert metrics["completeness_error"]["mean"] is None  # IG only
     assert 0.0 <= metrics["pointing_game"]["mean"] <= 1.0
     shape = (SIZE, SIZE) if method == "gradcam" else (SIZE, SIZE, 3)
-    first = next(iter(metrics["localisation_cells"]["per_image"]))
+    first = next(iter(metrics["localization_cells"]["per_image"]))
     assert np.load(tmp_path / f"{first}.npy").shape == shape
 
 
@@ -156,3 +156,18 @@ def test_settings_are_checked():
         batch.Settings(method="lime")
     with pytest.raises(ValueError, match="target"):
         batch.Settings(target="most_likely")
+
+
+def test_automatic_chunk_size_shares_the_passes_per_device():
+    assert batch.PASSES_PER_DEVICE == 32
+    uniform = batch.Settings(method="ig", steps=50, baseline="uniform", num_baselines=10)
+    # 32 passes // (1 image x 10 baselines) = 3 points; // (2 x 10) = 1; // (4 x 10) -> at least 1
+    assert [batch.resolve_chunk_size(uniform, n).chunk_size for n in (1, 2, 4)] == [3, 1, 1]
+    black = batch.Settings(method="ig", steps=50, baseline="black")
+    assert batch.resolve_chunk_size(black, 2).chunk_size == 16
+    few_steps = batch.Settings(method="ig", steps=8, baseline="black")
+    assert batch.resolve_chunk_size(few_steps, 1).chunk_size == 8  # at most `steps`
+    given = batch.Settings(method="ig", chunk_size=5)
+    assert batch.resolve_chunk_size(given, 1) == given
+    gradient = batch.Settings(method="gradient")
+    assert batch.resolve_chunk_size(gradient, 1).chunk_size is None

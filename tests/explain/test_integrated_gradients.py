@@ -1,7 +1,5 @@
 """Mathematics of integrated gradients (cervix_jax/explain/integrated_gradients.py)."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +23,7 @@ def linear_f(x):
     return jnp.sum(W * x) + 3.0
 
 
-@pytest.mark.parametrize("method", quadrature.METHODS)
+@pytest.mark.parametrize("method", quadrature.QUADRATURE_RULES)
 def test_linear_function_is_exact(method):
     x, baseline = _image(0), _image(1)
     attributions, error = explain.integrated_gradients(
@@ -90,7 +88,7 @@ def test_relu_cnn_convergence_is_first_order(relu_cnn):
     x = _image(5)
     left = [_relative_error(f, args, x, n, "riemann_left") for n in (16, 128)]
     assert 3.0 < left[0] / left[1] < 30.0
-    for method in quadrature.METHODS:
+    for method in quadrature.QUADRATURE_RULES:
         assert _relative_error(f, args, x, 256, method) < 2e-2
 
 
@@ -130,18 +128,17 @@ def test_chunking_does_not_change_result(relu_cnn, chunk_size, chunk_loop):
 @pytest.mark.parametrize(("chunk_loop", "while_loops"), [("scan", 1), ("unrolled", 0), ("auto", 0)])
 def test_chunk_loop_is_a_while_loop_only_when_asked(relu_cnn, steps, chunk_loop, while_loops):
     """'scan' keeps one XLA while loop over the chunks; 'unrolled' (and 'auto' on CPU) none."""
-    ig = importlib.import_module("cervix_jax.explain.integrated_gradients")
     f, args = relu_cnn
     x = _image(8)
-    hlo = ig._ig_jit.lower(
+    hlo = explain.lower_integrated_gradients(
         f,
         x,
         0.0,
-        tuple(args),
         steps=steps,
         method="gausslegendre",
         chunk_size=4,
         chunk_loop=chunk_loop,
+        f_args=args,
     ).as_text()
     assert hlo.count("stablehlo.while") == while_loops
     with pytest.raises(ValueError, match="chunk_loop='fast'.*'auto', 'scan', 'unrolled'"):
@@ -216,6 +213,19 @@ def test_adaptive_doubles_until_tolerance(softplus_net):
         f, x, 0.0, steps=steps, method="riemann_left", f_args=args
     )
     np.testing.assert_allclose(attributions, reference, rtol=1e-6)
+    # An absolute tolerance of 2% of |f(x) - f(0)| stops at the same step count.
+    delta = abs(float(f(x, *args) - f(jnp.zeros_like(x), *args)))
+    _, absolute_error, absolute_steps = explain.integrated_gradients_adaptive(
+        f,
+        x,
+        0.0,
+        tol=2e-2 * delta,
+        relative=False,
+        start_steps=4,
+        method="riemann_left",
+        f_args=args,
+    )
+    assert absolute_steps == steps and abs(float(absolute_error)) < 2e-2 * delta
 
 
 def test_paper_preset_keeps_completeness_in_pixel_space():
@@ -271,25 +281,24 @@ def test_batch_adaptive_reaches_tolerance_for_every_image(softplus_net):
 def test_unrolled_chunks_keep_memory_bounded_by_the_chunk_size():
     """8x the steps (2 -> 16 chunks of 4): temporaries grow < 1.6x with our compiler options;
     XLA CPU's default scheduler (the control) keeps every chunk's buffers (> 2x)."""
-    ig = importlib.import_module("cervix_jax.explain.integrated_gradients")
     model = tiny_models.TinyCNN(features=8)
     variables = tiny_models.init(model, jax.random.key(1), 64)
     f = explain.class_score_fn(tiny_models.logits_fn(model), "logit")
     x = jax.random.uniform(jax.random.key(0), (64, 64, 3), maxval=255.0)
-    plain_jit = jax.jit(ig._ig_single, static_argnames=ig._STATIC)
 
-    def temp_bytes(jitted, steps):
-        lowered = jitted.lower(
+    def temp_bytes(memory_optimized, steps):
+        lowered = explain.lower_integrated_gradients(
             f,
             x,
             jnp.zeros_like(x),
-            (0, variables),
             steps=steps,
             method="gausslegendre",
             chunk_size=4,
             chunk_loop="unrolled",
+            f_args=(0, variables),
+            memory_optimized=memory_optimized,
         )
         return lowered.compile().memory_analysis().temp_size_in_bytes
 
-    assert temp_bytes(ig._ig_jit, 64) < 1.6 * temp_bytes(ig._ig_jit, 8)
-    assert temp_bytes(plain_jit, 64) > 2.0 * temp_bytes(plain_jit, 8)
+    assert temp_bytes(True, 64) < 1.6 * temp_bytes(True, 8)
+    assert temp_bytes(False, 64) > 2.0 * temp_bytes(False, 8)

@@ -6,7 +6,7 @@ import pytest
 from cervix_jax.explain import quadrature
 
 
-@pytest.mark.parametrize("method", quadrature.METHODS)
+@pytest.mark.parametrize("method", quadrature.QUADRATURE_RULES)
 @pytest.mark.parametrize("steps", [2, 3, 7, 50])
 def test_weights_sum_to_one_and_points_in_unit_interval(method, steps):
     alphas, weights = quadrature.points_and_weights(method, steps)

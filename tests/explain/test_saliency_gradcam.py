@@ -56,12 +56,14 @@ def test_gradcam_matches_hand_computation(cnn):
     images = jax.random.uniform(jax.random.key(3), (3, SIZE, SIZE, 3), jnp.float32, 0, 255)
     targets = jnp.array([0, 1, 2])
     cams = explain.gradcam(
-        model, variables, images, targets, preprocess=tiny_models.normalise, upsample=False
+        model, variables, images, targets, preprocess=tiny_models.normalize, upsample=False
     )
     # By hand: logits = Dense(mean_ij relu(A)), so d logit_t / d A_ijk = [A_ijk > 0] W_kt / (hw).
-    inference = explain.inference_variables(variables)
+    inference = explain.without_capture_collections({**variables, "intermediates": {}})
+    assert set(variables) == {"params", "batch_stats", "perturbations"}
+    assert set(inference) == {"params", "batch_stats"}
     _, state = model.apply(
-        inference, tiny_models.normalise(images), train=False, mutable=["intermediates"]
+        inference, tiny_models.normalize(images), train=False, mutable=["intermediates"]
     )
     activation = state["intermediates"]["_Head_0"]["last_conv"][0]  # [B, h, w, k]
     h, w = activation.shape[1:3]
@@ -72,7 +74,7 @@ def test_gradcam_matches_hand_computation(cnn):
     np.testing.assert_allclose(cams, expected, rtol=1e-4, atol=1e-6)
     assert float(cams.max()) > 0
     # Upsampled maps have the image size; default target is the predicted class.
-    up = explain.gradcam(model, variables, images, preprocess=tiny_models.normalise)
+    up = explain.gradcam(model, variables, images, preprocess=tiny_models.normalize)
     assert up.shape == (3, SIZE, SIZE)
     assert np.all(np.asarray(up) >= 0)
 
@@ -82,10 +84,10 @@ def test_gradcam_batch_independent(cnn):
     images = jax.random.uniform(jax.random.key(4), (2, SIZE, SIZE, 3), jnp.float32, 0, 255)
     other = images.at[1].set(0.0)
     a = explain.gradcam(
-        model, variables, images, jnp.array([1, 1]), preprocess=tiny_models.normalise
+        model, variables, images, jnp.array([1, 1]), preprocess=tiny_models.normalize
     )
     b = explain.gradcam(
-        model, variables, other, jnp.array([1, 1]), preprocess=tiny_models.normalise
+        model, variables, other, jnp.array([1, 1]), preprocess=tiny_models.normalize
     )
     np.testing.assert_array_equal(a[0], b[0])
 
@@ -111,11 +113,11 @@ def test_gradcam_on_the_models_wing_rca_model():
     images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), jnp.float32, 0, 255)
     targets = jnp.array([3, 1])
     cams = explain.gradcam(
-        model, variables, images, targets, preprocess=tiny_models.normalise, upsample=False
+        model, variables, images, targets, preprocess=tiny_models.normalize, upsample=False
     )
     # By hand with the models wing's own helper, one image at a time.
     for i in range(2):
-        x = tiny_models.normalise(images[i])[None]
+        x = tiny_models.normalize(images[i])[None]
         zeros = models.last_conv_perturbation(model, x.shape)
 
         def logit(p, x=x, i=i):

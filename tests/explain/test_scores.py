@@ -22,16 +22,16 @@ def test_to_heatmap_keeps_positive_part_and_averages_channels():
     np.testing.assert_allclose(explain.to_heatmap(-jnp.ones((2, 2))), np.zeros((2, 2)))
 
 
-def test_localisation_ratio_known_answers():
+def test_localization_ratio_known_answers():
     mask = _mask()  # 16 of 64 pixels: area share 1/4
     inside = jnp.where(mask[..., None] > 0, 2.0, -1.0) * jnp.ones((8, 8, 3))
-    assert float(explain.localisation_ratio(inside, mask)) == pytest.approx(4.0)
-    assert float(explain.localisation_ratio(jnp.ones((8, 8)), mask)) == pytest.approx(1.0)
-    assert float(explain.localisation_ratio(1.0 - mask, mask)) == pytest.approx(0.0)
+    assert float(explain.localization_ratio(inside, mask)) == pytest.approx(4.0)
+    assert float(explain.localization_ratio(jnp.ones((8, 8)), mask)) == pytest.approx(1.0)
+    assert float(explain.localization_ratio(1.0 - mask, mask)) == pytest.approx(0.0)
     half = jnp.where(mask > 0, 1.0, 1.0 / 3.0)  # mass 16 inside, 16 outside
-    assert float(explain.localisation_ratio(half, mask)) == pytest.approx(2.0)
-    assert np.isnan(float(explain.localisation_ratio(jnp.zeros((8, 8)), mask)))
-    assert np.isnan(float(explain.localisation_ratio(jnp.ones((8, 8)), jnp.zeros((8, 8)))))
+    assert float(explain.localization_ratio(half, mask)) == pytest.approx(2.0)
+    assert np.isnan(float(explain.localization_ratio(jnp.zeros((8, 8)), mask)))
+    assert np.isnan(float(explain.localization_ratio(jnp.ones((8, 8)), jnp.zeros((8, 8)))))
 
 
 def test_pointing_games():
@@ -40,11 +40,11 @@ def test_pointing_games():
     assert float(explain.pointing_game(heat, mask)) == 1.0
     assert float(explain.pointing_game(heat.at[0, 0].set(9.0), mask)) == 0.0
     assert float(explain.energy_pointing_game(heat, mask)) == pytest.approx(5.0 / 6.0)
-    batch = explain.localisation_metrics(
+    batch = explain.localization_metrics(
         jnp.stack([heat, jnp.ones((8, 8))]), jnp.stack([mask, mask]), jnp.stack([mask, 1 - mask])
     )
-    np.testing.assert_allclose(batch["localisation_cells"], [4 * 5 / 6, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(batch["localisation_nuclei"], [4 * 5 / 6, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(batch["localization_cells"], [4 * 5 / 6, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(batch["localization_nuclei"], [4 * 5 / 6, 1.0], rtol=1e-6)
     np.testing.assert_allclose(batch["pointing_game"], [5 / 6, 0.25], rtol=1e-6)
 
 

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cervix_jax import explain
 from cervix_jax.explain import baselines
 
 
@@ -62,7 +63,7 @@ class SoftplusMLP(nn.Module):
 def init(model, key, size=16, batch=2):
     """Variables without ``perturbations`` (they carry the init batch's shape)."""
     variables = model.init(key, jnp.zeros((batch, size, size, 3)), train=False)
-    return {k: v for k, v in variables.items() if k != "perturbations"}
+    return explain.without_capture_collections(variables)
 
 
 @functools.cache
@@ -70,11 +71,11 @@ def logits_fn(model):
     """Pixel-space ``logits_fn(image [H, W, 3], variables) -> [num_classes]`` (cached)."""
 
     def fn(image, variables):
-        x = baselines.to_normalised_space(image)
+        x = baselines.to_normalized_space(image)
         return model.apply(variables, x[None], train=False)[0]
 
     return fn
 
 
-def normalise(image):
-    return baselines.to_normalised_space(image)
+def normalize(image):
+    return baselines.to_normalized_space(image)
