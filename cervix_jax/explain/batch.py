@@ -361,12 +361,11 @@ def attribute_split(
     from cervix_jax import data as data_lib
     from cervix_jax import models
     from cervix_jax import train as train_lib
-    from cervix_jax.train import loop as train_loop
 
     out = os.fspath(out)
     config, model, variables = train_lib.restore_inference_variables(workdir, which=which)
     variables = inference_variables(variables)
-    module = train_loop.build_data_module(config, workdir)
+    module = data_lib.build_data_module(config, workdir)
     if split not in module.splits:
         raise ValueError(f"split={split!r}: expected one of {sorted(module.splits)}.")
     indices = np.asarray(module.splits[split])
