@@ -8,6 +8,8 @@ Public surface (contract in docs/design.md):
 - ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir.
 - ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``: only
   the parameters and BatchNorm statistics of a checkpoint (no optimizer state).
+- ``Parts``: data, model or image functions given to a run instead of built from its config
+  (tests, experiments).
 - ``TrainingError``: a run cannot go on; its message says why and what to do.
 - ``user_errors()``: the exception types entry points print without a traceback.
 - ``classification_metrics``, ``load_config_json``.
@@ -20,6 +22,7 @@ and iterators from the config), ``evaluation``, ``progress``, ``workdir``, ``che
 
 from __future__ import annotations
 
+from cervix_jax.train.builders import Parts
 from cervix_jax.train.errors import TrainingError, user_errors
 from cervix_jax.train.loop import evaluate, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
@@ -27,6 +30,7 @@ from cervix_jax.train.restore import restore_inference_variables
 from cervix_jax.train.workdir import load_config_json
 
 __all__ = [
+    "Parts",
     "TrainingError",
     "classification_metrics",
     "evaluate",

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flax.linen as nn
-import jax
 import ml_collections
 import numpy as np
 import optax
@@ -70,23 +69,31 @@ def eval_batches(config: ml_collections.ConfigDict, data: DataModule, split: str
     )
 
 
-def build_eval_step(model: nn.Module, mesh: Mesh, normalize_fn: NormalizeFn | None = None):
-    """`make_eval_step` with the data wing's ``normalize`` unless ``normalize_fn`` is given."""
-    return make_eval_step(
-        model, mesh, normalize_fn=data_lib.normalize if normalize_fn is None else normalize_fn
-    )
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """Pieces of a run given instead of built from its config (tests, experiments); each None
+    is built: ``data`` by `cervix_jax.data.build_data_module`, ``model`` by `build_model`,
+    ``augment_fn`` from ``config.data.augment``, ``normalize_fn`` is the data wing's."""
+
+    data: DataModule | None = None
+    model: nn.Module | None = None
+    augment_fn: AugmentFn | None = None
+    normalize_fn: NormalizeFn | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """What training and evaluation share: the config, the workdir and the parts built from
-    them (`prepare_run`)."""
+    """What training and evaluation share: the config, the workdir and the parts of the run
+    (`prepare_run`), among them the jitted evaluation step (made once: jit caches per
+    function object)."""
 
     config: ml_collections.ConfigDict
     workdir: Path
     mesh: Mesh
     data: DataModule
     model: nn.Module
+    augment_fn: AugmentFn
+    normalize_fn: NormalizeFn
     eval_step: Callable[[dict, dict], dict]
 
     def steps_per_epoch(self) -> int:
@@ -105,41 +112,33 @@ class Run:
         return steps
 
 
+def _config_augment(config: ml_collections.ConfigDict) -> AugmentFn:
+    augment_config = config.data.augment
+    return lambda key, images: data_lib.augment(key, images, augment_config)
+
+
 def prepare_run(
-    config: ml_collections.ConfigDict,
-    workdir: str | os.PathLike,
-    *,
-    data: DataModule | None = None,
-    model: nn.Module | None = None,
-    normalize_fn: NormalizeFn | None = None,
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, parts: Parts | None = None
 ) -> Run:
-    """The mesh over all devices, the data and the model of ``config`` (unless given), and the
-    jitted evaluation step."""
-    workdir = Path(workdir)
+    """The mesh over all devices, the data, model and image functions of ``config`` (unless
+    ``parts`` gives them), and the jitted evaluation step."""
+    workdir, parts = Path(workdir), parts or Parts()
     mesh = mesh_lib.make_mesh()
-    data = data if data is not None else data_lib.build_data_module(config, workdir)
-    model = model if model is not None else build_model(config, len(data.class_names))
-    return Run(config, workdir, mesh, data, model, build_eval_step(model, mesh, normalize_fn))
+    data = parts.data if parts.data is not None else data_lib.build_data_module(config, workdir)
+    model = parts.model if parts.model is not None else build_model(config, len(data.class_names))
+    augment_fn = parts.augment_fn if parts.augment_fn is not None else _config_augment(config)
+    normalize_fn = parts.normalize_fn if parts.normalize_fn is not None else data_lib.normalize
+    eval_step = make_eval_step(model, mesh, normalize_fn=normalize_fn)
+    return Run(config, workdir, mesh, data, model, augment_fn, normalize_fn, eval_step)
 
 
 def build_train_step(
-    run: Run,
-    tx: optax.GradientTransformation,
-    schedule: optax.Schedule,
-    *,
-    augment_fn: AugmentFn | None = None,
-    normalize_fn: NormalizeFn | None = None,
+    run: Run, tx: optax.GradientTransformation, schedule: optax.Schedule
 ) -> Callable:
-    """`make_train_step` for the run: its config's augmentation and the data wing's
-    ``normalize`` (unless given), label smoothing, class-balanced weights over the training
-    labels, and the learning rate of ``schedule`` (the one ``tx`` follows) in the metrics."""
+    """`make_train_step` for the run: its image functions, label smoothing, class-balanced
+    weights over the training labels, and the learning rate of ``schedule`` (the one ``tx``
+    follows) in the metrics."""
     config, data = run.config, run.data
-    if augment_fn is None:
-        augment_config = config.data.augment
-
-        def augment_fn(key: jax.Array, images: jax.Array) -> jax.Array:
-            return data_lib.augment(key, images, augment_config)
-
     weights = None
     if config.class_balanced_loss:
         weights = class_weights(data.train_labels, len(data.class_names))
@@ -147,8 +146,8 @@ def build_train_step(
         run.model,
         tx,
         run.mesh,
-        augment_fn=augment_fn,
-        normalize_fn=data_lib.normalize if normalize_fn is None else normalize_fn,
+        augment_fn=run.augment_fn,
+        normalize_fn=run.normalize_fn,
         label_smoothing=config.label_smoothing,
         class_weights=weights,
         schedule=schedule,

@@ -12,17 +12,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cervix_jax.data import DataModule
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train import workdir as workdir_lib
-from cervix_jax.train.builders import Run, build_train_step, prepare_run
+from cervix_jax.train.builders import Parts, Run, build_train_step, prepare_run
 from cervix_jax.train.errors import TrainingError
 from cervix_jax.train.evaluation import final_report, loss_and_accuracy, run_evaluation
 from cervix_jax.train.optim import make_optimizer, make_schedule
@@ -38,10 +36,7 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
-    data: DataModule | None = None,
-    model: nn.Module | None = None,
-    augment_fn: Callable | None = None,
-    normalize_fn: Callable | None = None,
+    parts: Parts | None = None,
     stop_after_steps: int | None = None,
 ) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints), then evaluates the
@@ -51,7 +46,7 @@ def train_and_evaluate(
       config: the resolved config (``configs/*.py``).
       workdir: output directory (``checkpoints/``, ``config.json``, ``metrics.jsonl``,
         TensorBoard events, ``report.json``, ``report.md``, ``plots/``, predictions).
-      data, model, augment_fn, normalize_fn: injected (tests); built from the config if None.
+      parts: data, model or image functions to use instead of the config's (tests).
       stop_after_steps: stop (without final evaluation) after the epoch that reaches this step;
         simulates a killed run in tests.
 
@@ -62,7 +57,7 @@ def train_and_evaluate(
     workdir_lib.check_resumable(config, workdir)  # before anything is written
     if workdir_lib.is_writer():
         workdir.mkdir(parents=True, exist_ok=True)
-    run = prepare_run(config, workdir, data=data, model=model, normalize_fn=normalize_fn)
+    run = prepare_run(config, workdir, parts)
     steps_per_epoch = run.steps_per_epoch()
     schedule = make_schedule(config.optim, steps_per_epoch, config.num_epochs)
     tx = make_optimizer(config.optim, schedule)
@@ -71,9 +66,7 @@ def train_and_evaluate(
         workdir / "checkpoints", config.checkpoint_keep_latest, config.checkpoint_keep_best
     )
     start = restore_or_init(config, workdir, manager, run.model, tx, run.data, run.mesh)
-    train_step = build_train_step(
-        run, tx, schedule, augment_fn=augment_fn, normalize_fn=normalize_fn
-    )
+    train_step = build_train_step(run, tx, schedule)
     meter = _start_meter(run, start, steps_per_epoch)
     state, writer, stopped_early = start.state, workdir_lib.MetricWriter(workdir), False
     try:
@@ -219,15 +212,13 @@ def evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
     *,
-    data: DataModule | None = None,
-    model: nn.Module | None = None,
-    normalize_fn: Callable | None = None,
+    parts: Parts | None = None,
     which: str | int = "best",
     split: str = "test",
 ) -> dict:
     """``--mode=eval``: evaluates checkpoint ``which`` of ``workdir`` on ``split`` and rewrites
-    the report (data and model from ``config``, whose model must be the run's)."""
-    run = prepare_run(config, workdir, data=data, model=model, normalize_fn=normalize_fn)
+    the report (data and model from ``config``, whose model must be the run's, or ``parts``)."""
+    run = prepare_run(config, workdir, parts)
     step, variables = restore_model_variables(
         run.workdir, run.model, config.data.image_size, which=which, mesh=run.mesh
     )

@@ -3,6 +3,7 @@ a small config."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import flax.linen as nn
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cervix_jax.data import ArraySource, DataModule, array_data_module, augment, normalize
+from cervix_jax.train import Parts
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train.optim import make_optimizer, make_schedule
@@ -90,10 +92,17 @@ def aug_fn(config):
     return lambda key, images: augment(key, images, config.data.augment)
 
 
-def run_kwargs(config):
-    """Injected pieces for train_and_evaluate: tiny model, in-memory data, the data wing's
-    device-side augment/normalize."""
-    return dict(model=TinyNet(), augment_fn=aug_fn(config), normalize_fn=normalize)
+def parts(config, data: DataModule | None = None, **changes) -> Parts:
+    """Injected parts for train_and_evaluate: tiny model, in-memory data (``data`` or a fresh
+    ``data_module()``), the data wing's device-side augment/normalize; ``changes`` replace
+    any of them."""
+    injected = Parts(
+        data=data_module() if data is None else data,
+        model=TinyNet(),
+        augment_fn=aug_fn(config),
+        normalize_fn=normalize,
+    )
+    return dataclasses.replace(injected, **changes)
 
 
 def final_state(workdir, config, devices=None, step=None):

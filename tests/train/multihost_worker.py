@@ -64,7 +64,7 @@ def main() -> None:
     if jax.process_index() == args.fail_process:
         source = _FailingSource(helpers.learnable_images(16), args.fail_after_reads)
         data = DataModule(source, data.splits, data.metadata)
-    train_and_evaluate(config, args.workdir, data=data, **helpers.run_kwargs(config))
+    train_and_evaluate(config, args.workdir, parts=helpers.parts(config, data))
     print(f"process {jax.process_index()} done", flush=True)
 
 

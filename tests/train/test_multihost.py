@@ -38,7 +38,7 @@ def test_two_processes_equal_one_process(tmp_path):
 
     config = helpers.multihost_config()
     data = helpers.data_module()
-    report = train_and_evaluate(config, single, data=data, **helpers.run_kwargs(config))
+    report = train_and_evaluate(config, single, parts=helpers.parts(config, data))
 
     h_multi, h_single = read_history(multi), read_history(single)
     assert len(h_multi) == 2
