@@ -65,7 +65,7 @@ def train_and_evaluate(
     manager = ckpt_lib.make_manager(
         workdir / "checkpoints", config.checkpoint_keep_latest, config.checkpoint_keep_best
     )
-    start = restore_or_init(config, workdir, manager, run.model, tx, run.data, run.mesh)
+    start = restore_or_init(run, manager, tx)
     train_step = build_train_step(run, tx, schedule)
     meter = _start_meter(run, start, steps_per_epoch)
     state, writer, stopped_early = start.state, workdir_lib.MetricWriter(workdir), False

@@ -14,18 +14,16 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
 from cervix_jax import models
-from cervix_jax.data import DataModule
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train import workdir as workdir_lib
-from cervix_jax.train.builders import train_batches
+from cervix_jax.train.builders import Run, train_batches
 from cervix_jax.train.errors import TrainingError
 from cervix_jax.train.progress import log
 from cervix_jax.train.restore import restore_inference_variables
@@ -65,13 +63,7 @@ def abstract_train_state(
 
 
 def restore_or_init(
-    config: ml_collections.ConfigDict,
-    workdir: Path,
-    manager: ocp.CheckpointManager,
-    model: nn.Module,
-    tx: optax.GradientTransformation,
-    data: DataModule,
-    mesh: Mesh,
+    run: Run, manager: ocp.CheckpointManager, tx: optax.GradientTransformation
 ) -> Start:
     """The run's latest checkpoint in ``manager`` if there is one, else a fresh start.
 
@@ -81,30 +73,32 @@ def restore_or_init(
     epochs the checkpoint has seen. A fresh start initializes the model from ``config.seed``,
     copies in the weights of ``config.init_from`` if set, and empties ``metrics.jsonl``.
     """
+    config, workdir = run.config, run.workdir
     latest = manager.latest_step()
     if latest is None:
-        return _fresh_start(config, workdir, model, tx, data, mesh)
+        return _fresh_start(run, tx)
     data_start_step = int(ckpt_lib.restore_meta(manager, latest).get("data_start_step", 0))
-    batches = train_batches(config, data, data_start_step)
-    abstract = abstract_train_state(model, tx, config.data.image_size, mesh)
+    batches = train_batches(config, run.data, data_start_step)
+    abstract = abstract_train_state(run.model, tx, config.data.image_size, run.mesh)
     state, meta, iterator_restored = ckpt_lib.restore(manager, latest, abstract, data_iter=batches)
     if not iterator_restored:
         data_start_step = int(latest)
-        batches = train_batches(config, data, data_start_step)
+        batches = train_batches(config, run.data, data_start_step)
     epoch = int(meta["epoch"])
     log(f"resumed from {workdir / 'checkpoints'} step {latest} (epoch {epoch})")
     workdir_lib.trim_history(workdir, epoch)
     return Start(state=state, batches=batches, epoch=epoch, data_start_step=data_start_step)
 
 
-def _fresh_start(config, workdir, model, tx, data, mesh) -> Start:
+def _fresh_start(run: Run, tx: optax.GradientTransformation) -> Start:
+    config = run.config
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    batches = train_batches(config, data)
-    variables = models.init_variables(model, init_rng, config.data.image_size)
+    batches = train_batches(config, run.data)
+    variables = models.init_variables(run.model, init_rng, config.data.image_size)
     if config.init_from:
         variables = apply_init_from(variables, config.init_from)
-    state = jax.device_put(create_state(variables, tx, state_rng), mesh_lib.replicated(mesh))
-    workdir_lib.trim_history(workdir, 0)
+    state = jax.device_put(create_state(variables, tx, state_rng), mesh_lib.replicated(run.mesh))
+    workdir_lib.trim_history(run.workdir, 0)
     return Start(state=state, batches=batches, epoch=0, data_start_step=0)
 
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from cervix_jax import models
-from cervix_jax.train import TrainingError
+from cervix_jax.train import Parts, TrainingError
 from cervix_jax.train import checkpoints as ckpt_lib
-from cervix_jax.train import mesh as mesh_lib
-from cervix_jax.train.builders import train_batches
+from cervix_jax.train.builders import prepare_run, train_batches
 from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.resume import restore_or_init
 from cervix_jax.train.workdir import read_history
@@ -24,10 +23,10 @@ STEPS_PER_EPOCH = 48 // CONFIG.batch_size  # helpers.data_module(): 48 training 
 
 def _start(workdir, config=CONFIG):
     tx = make_optimizer(config.optim, make_schedule(config.optim, STEPS_PER_EPOCH, 2))
+    run = prepare_run(config, workdir, Parts(data=helpers.data_module(), model=helpers.TinyNet()))
     manager = ckpt_lib.make_manager(workdir / "checkpoints")
-    data, mesh = helpers.data_module(), mesh_lib.make_mesh()
     try:
-        return restore_or_init(config, workdir, manager, helpers.TinyNet(), tx, data, mesh), manager
+        return restore_or_init(run, manager, tx), manager
     except Exception:
         manager.close()
         raise
