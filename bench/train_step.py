@@ -54,7 +54,7 @@ def measure(
 
     from cervix_jax import data, models
     from cervix_jax.train import mesh as mesh_lib
-    from cervix_jax.train.optim import make_optimizer
+    from cervix_jax.train.optim import make_optimizer, make_schedule
     from cervix_jax.train.state import create_state
     from cervix_jax.train.step import make_train_step
     from configs import default
@@ -63,7 +63,7 @@ def measure(
     mesh = mesh_lib.make_mesh()
     options = {"remat": True} if remat else {}  # not every model has the field
     model = models.create_model(name, 5, dtype=dtype, **options)
-    tx = make_optimizer(config.optim, steps_per_epoch=100, num_epochs=1)
+    tx = make_optimizer(config.optim, make_schedule(config.optim, 100, 1))
     variables = models.init_variables(model, jax.random.key(0), image_size)
     state = jax.device_put(
         create_state(variables, tx, jax.random.key_data(jax.random.key(1))),

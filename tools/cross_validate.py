@@ -106,8 +106,9 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
     """Trains (or resumes, or skips when finished) one run per fold; writes the CV report."""
     import jax
 
+    from cervix_jax.data import resolved_data_config
+    from cervix_jax.files import atomic_write_json, atomic_write_text
     from cervix_jax.train import train_and_evaluate
-    from cervix_jax.train.report import atomic_write_json, atomic_write_text
 
     workdir = Path(workdir)
     num_folds = int(config.data.num_folds)
@@ -125,9 +126,8 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
         fold_config = config.copy_and_resolve_references()
         with fold_config.unlocked():
             fold_config.data.fold = k
-            if fold_config.data.synthetic and not fold_config.data.tfds_data_dir:
-                # One synthetic replica for all folds, not one per fold.
-                fold_config.data.tfds_data_dir = os.fspath(workdir.absolute() / "tfds")
+            # One synthetic replica for all folds (in WORKDIR/tfds), not one per fold.
+            fold_config.data.tfds_data_dir = resolved_data_config(config, workdir).tfds_data_dir
         fold_dir = workdir / f"fold_{k}"
         done = fold_dir / "report.json"
         if done.exists() and json.loads(done.read_text()).get("fold") == k:

@@ -13,6 +13,11 @@ Public API:
   load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
   open_source(variant, data_dir), read_metadata(source)
   ArraySource(arrays)                  in-memory source with the same iterators (tests, tools)
+  DataModule(source, splits, metadata) what a run reads: records, split indices, metadata
+  build_data_module(config, workdir) -> DataModule   SIPaKMeD for config.data, prepared and
+      split (synthetic replica in WORKDIR/tfds unless config.data.tfds_data_dir is set:
+      resolved_data_config(config, workdir))
+  array_data_module(arrays, splits, class_names) -> DataModule   in-memory arrays (tests)
   kfold_splits(labels, groups, num_folds, seed) -> list of K index arrays
   split_indices(labels, groups, *, scheme, fold, num_folds, seed) -> {'train','val','test'}
   train_iterator(source, indices, *, image_size, global_batch_size, seed, num_workers, ...,
@@ -30,6 +35,12 @@ Public API:
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
 from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
+from cervix_jax.data.data_module import (
+    DataModule,
+    array_data_module,
+    build_data_module,
+    resolved_data_config,
+)
 from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.pipeline import (
     ArraySource,
@@ -54,9 +65,12 @@ __all__ = [
     "IMAGENET_STD",
     "AnnotationError",
     "DataError",
+    "DataModule",
     "ManualDownloadError",
     "SipakmedMetadata",
+    "array_data_module",
     "augment",
+    "build_data_module",
     "eval_iterator",
     "kfold_splits",
     "load_sipakmed",
@@ -67,6 +81,7 @@ __all__ = [
     "parse_dat",
     "rasterize",
     "read_metadata",
+    "resolved_data_config",
     "resize_and_crop",
     "split_indices",
     "steps_per_epoch",

@@ -43,7 +43,6 @@ from cervix_jax.explain import baselines as baselines_lib
 from cervix_jax.explain import render, saliency, scores, targets
 from cervix_jax.explain.gradcam import gradcam
 from cervix_jax.explain.integrated_gradients import integrated_gradients_batch
-from cervix_jax.train import loop as train_loop
 from cervix_jax.train import mesh as mesh_lib
 
 ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad")
@@ -313,7 +312,7 @@ def _split_indices(module, split: str, num_images: int | None, workdir) -> np.nd
 def _set_up(workdir, settings: Settings, *, split, num_images, per_device_batch, which) -> _Job:
     """Restores the checkpoint, opens the split and puts the variables on the mesh."""
     config, model, variables = train.restore_inference_variables(workdir, which=which)
-    module = train_loop.build_data_module(config, workdir)
+    module = data_lib.build_data_module(config, workdir)
     indices = _split_indices(module, split, num_images, workdir)
     mesh = mesh_lib.make_mesh()
     replicated = mesh_lib.replicated(mesh)

@@ -6,31 +6,34 @@ Public surface (contract in docs/design.md):
   if present), then evaluates the best-validation checkpoint on the test split; returns the
   content of ``report.json``.
 - ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir.
-- ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``.
+- ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``: only
+  the parameters and BatchNorm statistics of a checkpoint (no optimizer state).
+- ``Parts``: data, model or image functions given to a run instead of built from its config
+  (tests, experiments).
 - ``TrainingError``: a run cannot go on; its message says why and what to do.
 - ``mesh``: the ``('data',)`` device mesh, shardings and global batches (``make_mesh``,
   ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
+- ``user_errors()``: the exception types entry points print without a traceback.
+- ``classification_metrics``, ``load_config_json``.
+
+Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
+``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
+and iterators from the config), ``evaluation``, ``progress``, ``workdir``, ``checkpoints``,
+``step``, ``state``, ``optim``, ``mesh``, ``metrics``, ``report``, ``distributed``.
 """
 
 from __future__ import annotations
 
 from cervix_jax.train import mesh
-from cervix_jax.train.errors import TrainingError
-from cervix_jax.train.loop import evaluate, restore_inference_variables, train_and_evaluate
+from cervix_jax.train.builders import Parts
+from cervix_jax.train.errors import TrainingError, user_errors
+from cervix_jax.train.loop import evaluate, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
+from cervix_jax.train.restore import restore_inference_variables
 from cervix_jax.train.workdir import load_config_json
 
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is a complete explanation for the user (main.py and the
-    tools print them without a traceback): ours, and the data wing's ``DataError`` (which
-    includes ``ManualDownloadError``, SIPaKMeD missing: download instructions and the option)."""
-    from cervix_jax.data import DataError, ManualDownloadError
-
-    return (TrainingError, DataError, ManualDownloadError)
-
-
 __all__ = [
+    "Parts",
     "TrainingError",
     "classification_metrics",
     "evaluate",

@@ -4,7 +4,9 @@ accuracy.
 One checkpoint is a composite of three items:
   - ``state``: the ``TrainState`` pytree (``StandardSave``). Restored against an abstract target
     (``jax.eval_shape`` + the current mesh's shardings), so a checkpoint written on N devices
-    restores on 1 and vice versa.
+    restores on 1 and vice versa: whole to resume training (`restore`), or only its ``params``
+    and ``batch_stats`` for evaluation and analysis (`restore_variables`: no optimizer needed,
+    no optimizer state read).
   - ``data_iter``: the grain iterator position (grain's Orbax handler; one file per process).
   - ``meta``: small JSON (epoch, validation metrics).
 Every process calls ``save``/``restore`` (Orbax coordinates multi-host writes); Orbax writes into
@@ -21,6 +23,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from cervix_jax.train.errors import TrainingError
 
 
 def best_metric(metrics: dict) -> float:
@@ -120,9 +124,37 @@ def restore(
     return restored["state"], dict(restored["meta"] or {}), iterator_restored
 
 
-def restore_state_only(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
-    """Only the ``state`` item (inference, evaluation, ``init_from``)."""
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+def checkpoint_step(manager: ocp.CheckpointManager, which: str | int) -> int:
+    """The step of checkpoint ``which``: ``'best'`` (`best_metric`), ``'latest'`` or a step
+    number, which must exist."""
+    if which == "best":
+        step = manager.best_step()
+    elif which == "latest":
+        step = manager.latest_step()
+    else:
+        step = int(which)
+        if step not in manager.all_steps():
+            raise TrainingError(
+                f"no checkpoint at step {step} in {manager.directory}; available: "
+                f"{list(manager.all_steps())}."
+            )
+    if step is None:
+        raise TrainingError(f"no checkpoint in {manager.directory}; train first.")
+    return step
+
+
+def restore_variables(manager: ocp.CheckpointManager, step: int, abstract_variables: dict) -> dict:
+    """Only ``params`` and ``batch_stats`` of the ``state`` item, as ``abstract_variables``
+    (``{'params', 'batch_stats'?}`` of ``ShapeDtypeStruct`` with shardings) describes them.
+
+    An Orbax partial restore: the optimizer state and the rest of the ``TrainState`` are
+    neither read nor held. Open ``manager`` read-only for this: a manager that saved ``state``
+    in this process is bound to the handler it saved with.
+    """
+    target = dict(abstract_variables)
+    args = ocp.args.PyTreeRestore(
+        item=target,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True,
     )
-    return restored["state"]
+    return manager.restore(step, args=ocp.args.Composite(state=args))["state"]

@@ -10,6 +10,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import jax
+from absl import app, flags
+
 # Environment variables by which a cluster announces a multi-process job whose parameters
 # jax.distributed.initialize() reads by itself.
 _CLUSTER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
@@ -44,8 +47,6 @@ def initialize_distributed(
     Cloud TPU VM pod slice announces itself only through its metadata server, hence True);
     False never does. Returns whether it initialised.
     """
-    import jax
-
     explicit = (coordinator_address, num_processes, process_id)
     if any(v is not None for v in explicit):
         if any(v is None for v in explicit):
@@ -76,8 +77,6 @@ def initialize_distributed(
 def define_flags(flag_values=None) -> None:
     """Defines the multi-process flags shared by main.py and the tools: ``--coordinator_address``,
     ``--num_processes``, ``--process_id`` and ``--distributed`` (see `initialize_from_flags`)."""
-    from absl import flags
-
     fv = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string(
         "coordinator_address", None, "HOST:PORT of process 0 (multi-host runs).", flag_values=fv
@@ -97,8 +96,6 @@ def define_flags(flag_values=None) -> None:
 def initialize_from_flags(flag_values=None) -> bool:
     """`initialize_distributed` from the flags of `define_flags`; a bad combination raises
     ``absl.app.UsageError``."""
-    from absl import app, flags
-
     fv = flags.FLAGS if flag_values is None else flag_values
     try:
         return initialize_distributed(
@@ -109,8 +106,6 @@ def initialize_from_flags(flag_values=None) -> bool:
 
 
 def _in_distributed_runtime() -> bool:
-    import jax
-
     return jax.distributed.is_initialized()
 
 

@@ -32,12 +32,11 @@ def _decay_mask(params):
 
 
 def make_optimizer(
-    optim: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int
+    optim: ml_collections.ConfigDict, lr: optax.ScalarOrSchedule
 ) -> optax.GradientTransformation:
     """``adam`` (the paper; ``weight_decay`` adds an L2 term as in torch.optim.Adam), ``adamw``
     (decoupled weight decay) or ``sgd`` (momentum ``optim.momentum``), optionally clipped by
-    global norm first."""
-    lr = make_schedule(optim, steps_per_epoch, num_epochs)
+    global norm first, at learning rate ``lr`` (the run's `make_schedule`)."""
     wd = float(optim.weight_decay)
     if optim.name == "adam":
         parts = [optax.add_decayed_weights(wd, mask=_decay_mask)] if wd else []

@@ -96,6 +96,17 @@ def report_markdown(report: dict, title: str = "Evaluation report") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pyplot():
+    # Imported here on purpose: pyplot takes ~0.5 s to import and only process 0 plots, once,
+    # at the end of a run; the file backend (Agg) must be chosen before pyplot is imported.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _savefig(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
@@ -103,10 +114,7 @@ def _savefig(fig, path: Path) -> None:
 
 def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str | os.PathLike):
     """Row-normalised confusion matrix (each truth row sums to 1) with counts annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
@@ -138,10 +146,7 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str 
 
 def plot_training_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     """Loss and accuracy per epoch (train and validation) from ``metrics.jsonl`` records."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))

@@ -42,8 +42,9 @@ def create_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Arr
     )
 
 
-def inference_variables(state: TrainState) -> dict:
-    """``{'params', 'batch_stats'}`` for ``model.apply`` (``batch_stats`` only when present)."""
+def model_variables(state: TrainState) -> dict:
+    """The state's ``{'params', 'batch_stats'}`` for ``model.apply`` (``batch_stats`` only when
+    present)."""
     variables = {"params": state.params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats

@@ -56,12 +56,6 @@ def weighted_cross_entropy(
     return loss, per_example
 
 
-def _default_preprocess() -> tuple[AugmentFn, NormalizeFn]:
-    from cervix_jax import data  # the data wing owns the pixel maths
-
-    return data.augment, data.normalize
-
-
 def make_train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
@@ -71,14 +65,16 @@ def make_train_step(
     normalize_fn: NormalizeFn,
     label_smoothing: float = 0.0,
     class_weights: Any = None,
+    schedule: optax.Schedule | None = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``step(state, batch) -> (state, metrics)``, jitted, state donated.
 
     ``batch``: ``image [B,H,W,3] uint8``, ``label [B] int32``, optional ``mask [B] bool``.
-    ``metrics``: ``loss`` (mean over the batch), ``correct`` and ``count`` (sums), replicated.
+    ``metrics``: ``loss`` (mean over the batch), ``correct`` and ``count`` (sums), and with
+    ``schedule`` (the one ``tx`` follows) ``learning_rate``, the rate this step used; replicated.
     ``augment_fn`` None trains on un-augmented images.
     """
-    cw = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+    weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
@@ -102,7 +98,7 @@ def make_train_step(
                 mutable=["batch_stats"],
             )
             loss, _ = weighted_cross_entropy(
-                logits, labels, mask, label_smoothing=label_smoothing, class_weights=cw
+                logits, labels, mask, label_smoothing=label_smoothing, class_weights=weights
             )
             return loss, (logits, updates)
 
@@ -117,6 +113,9 @@ def make_train_step(
         )
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
         metrics = {"loss": loss, "correct": correct, "count": jnp.sum(mask)}
+        if schedule is not None:
+            # optax's schedule counts updates as state.step does: this is the rate applied above.
+            metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
         return new_state, metrics
 
     rep = mesh_lib.replicated(mesh)

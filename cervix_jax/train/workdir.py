@@ -1,5 +1,7 @@
-"""A training workdir's own files: ``config.json`` and ``metrics.jsonl``, and the rule of what
-may change when a run is resumed.
+"""A training workdir's own files: ``config.json``, ``metrics.jsonl`` and TensorBoard events,
+who writes them, and the rule of what may change when a run is resumed.
+
+Only process 0 writes these files (`is_writer`); checkpoints are written by every process.
 
 A resumed run must end as the uninterrupted run would, and a workdir must describe what its
 checkpoints hold. So a workdir with checkpoints keeps its config: only the settings in
@@ -15,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
+from tensorboardX import SummaryWriter
 
-from cervix_jax.train import report as report_lib
+from cervix_jax import files
 from cervix_jax.train.errors import TrainingError
 
 # Settings that do not change what a run computes: they may differ when it is resumed.
@@ -108,4 +112,56 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
-    report_lib.atomic_write_text(config_path(workdir), config.to_json_best_effort(indent=2))
+    """Saves ``config`` as ``WORKDIR/config.json`` (process 0 only)."""
+    if is_writer():
+        files.atomic_write_text(config_path(workdir), config.to_json_best_effort(indent=2))
+
+
+def is_writer() -> bool:
+    """Only process 0 writes files other than checkpoints (and prints progress)."""
+    return jax.process_index() == 0
+
+
+def read_history(workdir: str | os.PathLike) -> list[dict]:
+    """Records of ``metrics.jsonl`` (one per epoch)."""
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trim_history(workdir: str | os.PathLike, last_epoch: int) -> list[dict]:
+    """Keeps the records of epochs ``<= last_epoch`` in ``metrics.jsonl`` and returns them.
+
+    A run killed after logging an epoch but before its checkpoint landed logs that epoch again
+    when resumed: only what the restored checkpoint has seen may stay.
+    """
+    history = [h for h in read_history(workdir) if h["epoch"] <= last_epoch]
+    if is_writer():
+        files.atomic_write_text(
+            Path(workdir) / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history)
+        )
+    return history
+
+
+class MetricWriter:
+    """Appends epoch records to ``metrics.jsonl`` and TensorBoard events (tensorboardX: no
+    TensorFlow); does nothing outside process 0."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.workdir = Path(workdir)
+        self.tb = SummaryWriter(logdir=str(self.workdir / "tensorboard")) if is_writer() else None
+
+    def write(self, record: dict) -> None:
+        if self.tb is None:
+            return
+        with open(self.workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k not in ("epoch", "step") and isinstance(v, int | float):
+                self.tb.add_scalar(k, v, global_step=record["step"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()

@@ -22,7 +22,6 @@ import optax
 import pytest
 
 import cervix_jax.train
-import cervix_jax.train.loop
 from cervix_jax import data
 from cervix_jax.explain import batch
 from tests.explain import tiny_models
@@ -88,7 +87,7 @@ def _run(monkeypatch, trained, variables, out, settings, **kwargs):
     monkeypatch.setattr(
         cervix_jax.train, "restore_inference_variables", lambda *a, **k: (config, model, variables)
     )
-    monkeypatch.setattr(cervix_jax.train.loop, "build_data_module", lambda *a, **k: module)
+    monkeypatch.setattr(data, "build_data_module", lambda *a, **k: module)
     return batch.attribute_split("unused_workdir", out, settings, progress=False, **kwargs)
 
 

@@ -3,6 +3,7 @@ a small config."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import flax.linen as nn
@@ -10,9 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cervix_jax.data.augment import augment, normalize
-from cervix_jax.data.pipeline import ArraySource
-from cervix_jax.train.data_module import DataModule, array_data_module
+from cervix_jax.data import ArraySource, DataModule, array_data_module, augment, normalize
+from cervix_jax.train import Parts
+from cervix_jax.train import checkpoints as ckpt_lib
+from cervix_jax.train import mesh as mesh_lib
+from cervix_jax.train.optim import make_optimizer, make_schedule
+from cervix_jax.train.resume import abstract_train_state
 from configs import default
 
 CLASS_NAMES = ("a", "b", "c", "d", "e")
@@ -88,10 +92,30 @@ def aug_fn(config):
     return lambda key, images: augment(key, images, config.data.augment)
 
 
-def run_kwargs(config):
-    """Injected pieces for train_and_evaluate: tiny model, in-memory data, the data wing's
-    device-side augment/normalize."""
-    return dict(model=TinyNet(), augment_fn=aug_fn(config), normalize_fn=normalize)
+def parts(config, data: DataModule | None = None, **changes) -> Parts:
+    """Injected parts for train_and_evaluate: tiny model, in-memory data (``data`` or a fresh
+    ``data_module()``), the data wing's device-side augment/normalize; ``changes`` replace
+    any of them."""
+    injected = Parts(
+        data=data_module() if data is None else data,
+        model=TinyNet(),
+        augment_fn=aug_fn(config),
+        normalize_fn=normalize,
+    )
+    return dataclasses.replace(injected, **changes)
+
+
+def final_state(workdir, config, devices=None, step=None):
+    """The whole ``TrainState`` (optimizer state included) of a ``TinyNet`` run's checkpoint
+    ``step`` (default: the latest), restored on ``devices`` (default: all)."""
+    mesh = mesh_lib.make_mesh(devices)
+    manager = ckpt_lib.make_manager(workdir / "checkpoints", read_only=True)
+    step = manager.latest_step() if step is None else step
+    tx = make_optimizer(config.optim, make_schedule(config.optim, 1, config.num_epochs))
+    abstract = abstract_train_state(TinyNet(), tx, config.data.image_size, mesh)
+    state, _, _ = ckpt_lib.restore(manager, step, abstract)
+    manager.close()
+    return state
 
 
 def tree_allclose(a, b, rtol=1e-5, atol=1e-6) -> bool:

@@ -21,6 +21,4 @@ from tests.train import helpers  # noqa: E402
 
 if __name__ == "__main__":
     config = helpers.small_config(num_epochs=3)
-    train_and_evaluate(
-        config, sys.argv[1], data=helpers.slow_data_module(), **helpers.run_kwargs(config)
-    )
+    train_and_evaluate(config, sys.argv[1], parts=helpers.parts(config, helpers.slow_data_module()))

@@ -21,7 +21,7 @@ sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[2]))
 import cervix_jax  # noqa: E402,F401  (first: sets XLA flags before jax initialises)
 
 # isort: on
-from cervix_jax.data.pipeline import ArraySource  # noqa: E402
+from cervix_jax.data import ArraySource  # noqa: E402
 from cervix_jax.train.distributed import (  # noqa: E402
     exit_at_once_on_failure,
     initialize_distributed,
@@ -54,8 +54,8 @@ def main() -> None:
 
     import jax
 
+    from cervix_jax.data import DataModule
     from cervix_jax.train import train_and_evaluate
-    from cervix_jax.train.data_module import DataModule
     from tests.train import helpers
 
     assert jax.process_count() == args.num_processes, jax.process_count()
@@ -64,7 +64,7 @@ def main() -> None:
     if jax.process_index() == args.fail_process:
         source = _FailingSource(helpers.learnable_images(16), args.fail_after_reads)
         data = DataModule(source, data.splits, data.metadata)
-    train_and_evaluate(config, args.workdir, data=data, **helpers.run_kwargs(config))
+    train_and_evaluate(config, args.workdir, parts=helpers.parts(config, data))
     print(f"process {jax.process_index()} done", flush=True)
 
 

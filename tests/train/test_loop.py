@@ -13,12 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cervix_jax.data.augment import normalize
-from cervix_jax.train import TrainingError, evaluate, train_and_evaluate
+from cervix_jax.data import normalize
+from cervix_jax.train import Parts, TrainingError, evaluate, train_and_evaluate
 from cervix_jax.train import checkpoints as ckpt_lib
-from cervix_jax.train import mesh as mesh_lib
-from cervix_jax.train.loop import _abstract_state, read_history
-from cervix_jax.train.optim import make_optimizer
+from cervix_jax.train.workdir import read_history
 from tests.train import helpers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,24 +32,13 @@ REPORT_KEYS = {
 }
 
 
-def _final_state(workdir, config, devices=None, step=None):
-    mesh = mesh_lib.make_mesh(devices)
-    manager = ckpt_lib.make_manager(workdir / "checkpoints", read_only=True)
-    step = manager.latest_step() if step is None else step
-    tx = make_optimizer(config.optim, 1, config.num_epochs)
-    abstract = _abstract_state(helpers.TinyNet(), tx, config.data.image_size, mesh)
-    state = ckpt_lib.restore_state_only(manager, step, abstract)
-    manager.close()
-    return state
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One 3-epoch run on 4 devices, shared by the tests below."""
     workdir = tmp_path_factory.mktemp("run")
     config = helpers.small_config(num_epochs=3)
     data = helpers.data_module()
-    report = train_and_evaluate(config, workdir, data=data, **helpers.run_kwargs(config))
+    report = train_and_evaluate(config, workdir, parts=helpers.parts(config, data))
     return workdir, config, data, report
 
 
@@ -64,6 +51,8 @@ def test_every_artefact_is_written(trained):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     keys = {"epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
     assert all(keys <= set(h) for h in history)
+    # The rate the last step of each epoch used (constant here; warm-up and decay: test_step).
+    assert [h["learning_rate"] for h in history] == pytest.approx([config.optim.lr] * 3)
     assert history[-1]["step"] == 3 * (48 // config.batch_size)
     assert json.loads((workdir / "config.json").read_text())["batch_size"] == config.batch_size
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
@@ -110,15 +99,17 @@ def test_report_matches_saved_predictions(trained):
 
 def test_eval_mode_reproduces_report(trained):
     workdir, config, data, report = trained
-    again = evaluate(config, workdir, data=data, model=helpers.TinyNet(), normalize_fn=normalize)
+    again = evaluate(
+        config, workdir, parts=Parts(data=data, model=helpers.TinyNet(), normalize_fn=normalize)
+    )
     for key in ("accuracy", "confusion_matrix", "checkpoint_step", "num_examples"):
         assert again[key] == report[key]
 
 
 def test_four_device_checkpoint_restores_on_one_device(trained):
     workdir, config, _, _ = trained
-    s4 = _final_state(workdir, config)
-    s1 = _final_state(workdir, config, devices=jax.devices()[:1])
+    s4 = helpers.final_state(workdir, config)
+    s1 = helpers.final_state(workdir, config, devices=jax.devices()[:1])
     leaf = jax.tree.leaves(s1.params)[0]
     assert leaf.sharding.num_devices == 1
     assert jax.tree.leaves(s4.params)[0].sharding.num_devices == 4
@@ -135,9 +126,9 @@ def test_four_device_checkpoint_restores_on_one_device(trained):
 def test_resume_equals_uninterrupted(trained, tmp_path):
     workdir, config, _, report = trained
     data = helpers.data_module()
-    kwargs = helpers.run_kwargs(config)
     # First "process": stops (as if killed) after epoch 1's checkpoint.
-    partial = train_and_evaluate(config, tmp_path, data=data, stop_after_steps=1, **kwargs)
+    parts = helpers.parts(config, data)
+    partial = train_and_evaluate(config, tmp_path, parts=parts, stop_after_steps=1)
     assert partial == {} and not (tmp_path / "report.json").exists()
     assert [h["epoch"] for h in read_history(tmp_path)] == [1]
     # A copy without the saved data position, as after a change in the number of processes:
@@ -147,19 +138,19 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
     (step_dir,) = [p for p in (no_iter / "checkpoints").iterdir() if p.name.isdigit()]
     shutil.rmtree(step_dir / "data_iter")
     # Second process: same command, same workdir, fresh data module and iterator.
-    resumed = train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+    resumed = train_and_evaluate(config, tmp_path, parts=helpers.parts(config))
     # The re-positioned iterator (made at step 6) is saved with epoch 2 and restored exactly
     # when that run resumes in turn.
-    assert train_and_evaluate(config, no_iter, data=data, stop_after_steps=7, **kwargs) == {}
+    assert train_and_evaluate(config, no_iter, parts=parts, stop_after_steps=7) == {}
     manager = ckpt_lib.make_manager(no_iter / "checkpoints", read_only=True)
     assert ckpt_lib.restore_meta(manager, 12)["data_start_step"] == 6
     manager.close()
-    train_and_evaluate(config, no_iter, data=helpers.data_module(), **kwargs)
-    a = _final_state(workdir, config)
-    b = _final_state(tmp_path, config)
+    train_and_evaluate(config, no_iter, parts=helpers.parts(config))
+    a = helpers.final_state(workdir, config)
+    b = helpers.final_state(tmp_path, config)
     assert int(a.step) == int(b.step)
     assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert helpers.tree_allclose(a, _final_state(no_iter, config), rtol=1e-6, atol=1e-7)
+    assert helpers.tree_allclose(a, helpers.final_state(no_iter, config), rtol=1e-6, atol=1e-7)
     h_a, h_b = read_history(workdir), read_history(tmp_path)
     np.testing.assert_allclose(
         [h["train_loss"] for h in h_a], [h["train_loss"] for h in h_b], rtol=1e-6
@@ -183,10 +174,10 @@ class _PoisonedNet(helpers.TinyNet):
 
 def test_nan_loss_stops_before_a_poisoned_checkpoint(tmp_path):
     config = helpers.small_config(num_epochs=3)
-    kwargs = {**helpers.run_kwargs(config), "model": _PoisonedNet()}
+    parts = helpers.parts(config, model=_PoisonedNet())
     steps_per_epoch = 48 // config.batch_size
     with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 8 \(epoch 2\)"):
-        train_and_evaluate(config, tmp_path, data=helpers.data_module(), **kwargs)
+        train_and_evaluate(config, tmp_path, parts=parts)
     manager = ckpt_lib.make_manager(tmp_path / "checkpoints", read_only=True)
     assert list(manager.all_steps()) == [steps_per_epoch]
     assert [h["epoch"] for h in read_history(tmp_path)] == [1]
@@ -215,11 +206,8 @@ def test_sigkill_then_resume_equals_uninterrupted(trained, tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "report.json").exists()
-    resumed = train_and_evaluate(
-        config, tmp_path, data=helpers.data_module(), **helpers.run_kwargs(config)
-    )
-    assert helpers.tree_allclose(
-        _final_state(workdir, config), _final_state(tmp_path, config), rtol=1e-6, atol=1e-7
-    )
+    resumed = train_and_evaluate(config, tmp_path, parts=helpers.parts(config))
+    a, b = helpers.final_state(workdir, config), helpers.final_state(tmp_path, config)
+    assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["confusion_matrix"] == report["confusion_matrix"]
     assert [h["epoch"] for h in read_history(tmp_path)] == [1, 2, 3]

@@ -11,9 +11,8 @@ import psutil
 import pytest
 
 from cervix_jax.train import train_and_evaluate
-from cervix_jax.train.loop import read_history
+from cervix_jax.train.workdir import read_history
 from tests.train import helpers
-from tests.train.test_loop import _final_state
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -39,7 +38,7 @@ def test_two_processes_equal_one_process(tmp_path):
 
     config = helpers.multihost_config()
     data = helpers.data_module()
-    report = train_and_evaluate(config, single, data=data, **helpers.run_kwargs(config))
+    report = train_and_evaluate(config, single, parts=helpers.parts(config, data))
 
     h_multi, h_single = read_history(multi), read_history(single)
     assert len(h_multi) == 2
@@ -48,7 +47,7 @@ def test_two_processes_equal_one_process(tmp_path):
             [h[key] for h in h_multi], [h[key] for h in h_single], rtol=1e-5, atol=1e-6
         )
     # The checkpoint written by 2 processes restores in this single process (4 devices).
-    a, b = _final_state(multi, config), _final_state(single, config)
+    a, b = helpers.final_state(multi, config), helpers.final_state(single, config)
     assert helpers.tree_allclose(a.params, b.params, rtol=1e-4, atol=1e-5)
     multi_report = json.loads((multi / "report.json").read_text())
     assert multi_report["num_examples"] == len(data.splits["test"]) == report["num_examples"]

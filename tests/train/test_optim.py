@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from cervix_jax.train.loop import class_weights
+from cervix_jax.train.builders import class_weights
 from cervix_jax.train.optim import make_optimizer, make_schedule
 from tests.train import helpers
 
@@ -28,7 +28,7 @@ def test_adamw_decays_matrices_not_biases_and_clipping_bounds_the_step():
     optim = helpers.small_config(
         **{"optim.name": "adamw", "optim.weight_decay": 0.5, "optim.lr": 0.1}
     ).optim
-    tx = make_optimizer(optim, 1, 1)
+    tx = make_optimizer(optim, make_schedule(optim, 1, 1))
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
     zero = {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros((2,))}
     updates, _ = tx.update(zero, tx.init(params), params)
@@ -38,7 +38,7 @@ def test_adamw_decays_matrices_not_biases_and_clipping_bounds_the_step():
     sgd = helpers.small_config(
         **{"optim.name": "sgd", "optim.lr": 1.0, "optim.momentum": 0.0, "optim.grad_clip_norm": 1.0}
     ).optim
-    tx = make_optimizer(sgd, 1, 1)
+    tx = make_optimizer(sgd, make_schedule(sgd, 1, 1))
     grads = {"kernel": jnp.full((2, 2), 10.0), "bias": jnp.zeros((2,))}
     updates, _ = tx.update(grads, tx.init(params), params)
     assert float(optax.global_norm(updates)) == pytest.approx(1.0, rel=1e-5)
@@ -47,7 +47,7 @@ def test_adamw_decays_matrices_not_biases_and_clipping_bounds_the_step():
 def test_unknown_optimizer_is_refused_by_name():
     optim = helpers.small_config(**{"optim.name": "lion"}).optim
     with pytest.raises(ValueError, match="config.optim.name='lion'"):
-        make_optimizer(optim, 1, 1)
+        make_optimizer(optim, optim.lr)
 
 
 def test_class_weights_balanced():

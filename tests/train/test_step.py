@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cervix_jax.data.augment import normalize
+from cervix_jax.data import normalize
 from cervix_jax.models import init_variables
 from cervix_jax.train import mesh as mesh_lib
-from cervix_jax.train.optim import make_optimizer
+from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.state import create_state
 from cervix_jax.train.step import make_eval_step, make_train_step, weighted_cross_entropy
 from tests.train import helpers
@@ -17,7 +17,7 @@ from tests.train import helpers
 def _run(devices, batches, config, steps):
     mesh = mesh_lib.make_mesh(devices)
     model = helpers.TinyNet()
-    tx = make_optimizer(config.optim, steps_per_epoch=4, num_epochs=2)
+    tx = make_optimizer(config.optim, make_schedule(config.optim, steps_per_epoch=4, num_epochs=2))
     variables = init_variables(model, jax.random.PRNGKey(0), 32)
     state = jax.device_put(
         create_state(variables, tx, jax.random.PRNGKey(1)), mesh_lib.replicated(mesh)
@@ -98,3 +98,44 @@ def test_eval_step_keeps_padding_rows_masked():
     assert out["logits"].shape == (8, 5)
     np.testing.assert_array_equal(out["mask"], batch["mask"])
     assert np.all(out["loss"][6:] == 0) and np.all(out["loss"][:6] > 0)
+
+
+def test_the_step_reports_the_learning_rate_it_applied():
+    """Under warm-up and cosine decay, the reported rate is the schedule at the step's own
+    count, and it is the rate applied: plain SGD at that constant rate makes the same update."""
+    config = helpers.small_config(
+        **{
+            "optim.name": "sgd",
+            "optim.momentum": 0.0,
+            "optim.lr": 0.1,
+            "optim.schedule": "cosine",
+            "optim.warmup_epochs": 1.0,
+        }
+    )
+    mesh = mesh_lib.make_mesh(jax.devices()[:1])
+    model = helpers.TinyNet()
+    schedule = make_schedule(config.optim, steps_per_epoch=2, num_epochs=3)
+    tx = make_optimizer(config.optim, schedule)
+    variables = init_variables(model, jax.random.PRNGKey(0), 32)
+    state = jax.device_put(
+        create_state(variables, tx, jax.random.PRNGKey(1)), mesh_lib.replicated(mesh)
+    )
+    step = make_train_step(
+        model, tx, mesh, augment_fn=None, normalize_fn=normalize, schedule=schedule
+    )
+    batch = mesh_lib.global_batch(_batches(1)[0], mesh, ["image", "label"])
+    rates = []
+    for _ in range(3):
+        before = jax.tree.map(jnp.copy, state)
+        state, m = step(state, batch)
+        rates.append(float(m["learning_rate"]))
+    np.testing.assert_allclose(rates, [float(schedule(k)) for k in range(3)], rtol=1e-6)
+    assert rates[0] == 0.0 and 0 < rates[1] < rates[2] == pytest.approx(0.1)
+    # The third step again, with a constant rate equal to the one reported.
+    constant = make_optimizer(config.optim, rates[2])
+    replay = make_train_step(model, constant, mesh, augment_fn=None, normalize_fn=normalize)
+    replayed, _ = replay(
+        jax.tree.map(jnp.copy, before.replace(opt_state=constant.init(before.params))), batch
+    )
+    assert helpers.tree_allclose(replayed.params, state.params, rtol=1e-6, atol=1e-7)
+    assert not helpers.tree_allclose(before.params, state.params)

@@ -57,7 +57,7 @@ def test_a_field_missing_from_the_saved_config_is_a_change():
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("finished")
     config = helpers.small_config(num_epochs=1)
-    train_and_evaluate(config, workdir, data=helpers.data_module(), **helpers.run_kwargs(config))
+    train_and_evaluate(config, workdir, parts=helpers.parts(config))
     return workdir, config
 
 
@@ -70,7 +70,7 @@ def test_resuming_with_other_settings_is_refused_before_anything_is_written(fini
     before = snapshot(workdir)
     other = helpers.small_config(**{"num_epochs": 1, **overrides})
     with pytest.raises(TrainingError) as error:
-        train_and_evaluate(other, workdir, data=helpers.data_module(), **helpers.run_kwargs(other))
+        train_and_evaluate(other, workdir, parts=helpers.parts(other))
     message = str(error.value)
     for field, value in overrides.items():
         assert field in message and repr(value) in message

@@ -1,10 +1,9 @@
 """The data a training run needs: a random-access source, its splits and per-record metadata.
 
-The input pipeline itself is the data wing's (`cervix_jax.data.train_iterator` and
-`eval_iterator`); this module only gathers what the loop hands to it. ``build_data_module``
-prepares SIPaKMeD (real, or the synthetic replica in the workdir) for ``config.data``;
-``array_data_module`` wraps in-memory arrays (tests, experiments) so that they go through the
-very same iterators.
+A `DataModule` gathers what the iterators of `pipeline.py` (``train_iterator``,
+``eval_iterator``) read for one run. ``build_data_module`` prepares SIPaKMeD (real, or the
+synthetic replica in the workdir) for ``config.data`` and splits it; ``array_data_module`` wraps
+in-memory arrays (tests, experiments) so that they go through the very same iterators.
 """
 
 from __future__ import annotations
@@ -18,26 +17,27 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
-from cervix_jax import data as data_lib
-from cervix_jax.data.pipeline import ArraySource
+from cervix_jax.data.pipeline import ArraySource, SipakmedMetadata, load_sipakmed
+from cervix_jax.data.splits import split_indices
 
 
 @dataclasses.dataclass(frozen=True)
 class DataModule:
-    """What ``train_and_evaluate``/``evaluate`` read.
+    """What ``cervix_jax.train`` (training, evaluation) and the explain tool read.
 
     Attributes:
       source: random-access records (``len``, ``[i]`` -> example dict): the TFDS source of
-        `cervix_jax.data.load_sipakmed` or an `ArraySource`.
+        `load_sipakmed` or an `ArraySource`.
       splits: ``{'train', 'val', 'test': [N_split] int}`` record indices of ``source``.
-      metadata: `cervix_jax.data.SipakmedMetadata` (``labels``, ``image_ids``,
-        ``class_names``, ...), one entry per record.
+      metadata: `SipakmedMetadata` (``labels``, ``image_ids``, ``class_names``, ...), one entry
+        per record.
     """
 
     source: Any
     splits: dict[str, np.ndarray]
-    metadata: data_lib.SipakmedMetadata
+    metadata: SipakmedMetadata
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -62,7 +62,7 @@ def array_data_module(
     source = ArraySource(arrays)
     labels = np.asarray(arrays["label"], np.int32)
     image_ids = np.asarray(arrays.get("image_id", np.arange(len(labels)).astype(str)), dtype=str)
-    metadata = data_lib.SipakmedMetadata(
+    metadata = SipakmedMetadata(
         labels=labels,
         groups=image_ids,
         image_ids=image_ids,
@@ -74,40 +74,40 @@ def array_data_module(
     return DataModule(source=source, splits=splits, metadata=metadata)
 
 
-def resolved_data_config(config: ml_collections.ConfigDict, workdir) -> ml_collections.ConfigDict:
+def resolved_data_config(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> ml_collections.ConfigDict:
     """``config.data`` with the synthetic replica placed in ``WORKDIR/tfds`` (unless the user
     gave ``tfds_data_dir``)."""
-    dc = ml_collections.ConfigDict(config.data.to_dict())
-    if dc.synthetic and not dc.tfds_data_dir:
-        dc.tfds_data_dir = os.fspath(Path(workdir).absolute() / "tfds")
-    return dc
+    data_config = ml_collections.ConfigDict(config.data.to_dict())
+    if data_config.synthetic and not data_config.tfds_data_dir:
+        data_config.tfds_data_dir = os.fspath(Path(workdir).absolute() / "tfds")
+    return data_config
 
 
-def build_data_module(config: ml_collections.ConfigDict, workdir) -> DataModule:
+def build_data_module(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataModule:
     """SIPaKMeD for ``config.data`` (prepared if needed) and its splits.
 
     Process 0 prepares the dataset (generating the synthetic replica if asked) while the others
     wait, then they open what it wrote (a shared filesystem is assumed, as for checkpoints).
 
     Raises:
-      cervix_jax.data.ManualDownloadError: the dataset is not prepared and
-        ``config.data.manual_dir`` does not hold it (the message says what to do).
+      ManualDownloadError: the dataset is not prepared and ``config.data.manual_dir`` does not
+        hold it (the message says what to do).
     """
-    dc = resolved_data_config(config, workdir)
+    data_config = resolved_data_config(config, workdir)
     if jax.process_index() == 0:
-        source, metadata = data_lib.load_sipakmed(dc)
+        source, metadata = load_sipakmed(data_config)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices("cervix_jax: dataset prepared")
     if jax.process_index() != 0:
-        source, metadata = data_lib.load_sipakmed(dc)
-    splits = data_lib.split_indices(
+        source, metadata = load_sipakmed(data_config)
+    splits = split_indices(
         metadata.labels,
         metadata.groups,
-        scheme=dc.split_scheme,
-        fold=int(dc.fold),
-        num_folds=int(dc.num_folds),
-        seed=int(dc.split_seed),
+        scheme=data_config.split_scheme,
+        fold=int(data_config.fold),
+        num_folds=int(data_config.num_folds),
+        seed=int(data_config.split_seed),
     )
     return DataModule(source=source, splits=splits, metadata=metadata)
