@@ -18,10 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # scripts run as `python bench/x.py` from anywhere
-    sys.path.insert(0, REPO)
-
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident set size of this process (or of its largest child) in MiB.

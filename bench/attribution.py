@@ -24,10 +24,14 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _MODEL = flags.DEFINE_string("model", "resnet50", "Name for cervix_jax.models.create_model.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
@@ -55,11 +59,8 @@ def measure(
     """Times compiled single-image IG for one chunk size; returns the JSON record."""
     import time
 
-    # isort: off
-    import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
     import jax
     import jax.numpy as jnp
-    # isort: on
 
     from cervix_jax import explain, models
 
@@ -119,6 +120,7 @@ def measure(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     if _WORKER.value:
         _common.emit(
             measure(

@@ -23,10 +23,14 @@ import tempfile
 import time
 import warnings
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output side S.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
@@ -72,9 +76,9 @@ def _device_augment(images) -> tuple[float, float]:
 
 def main(argv):
     del argv
+    runtime.setup()  # before anything starts a JAX backend
     import numpy as np
 
-    import cervix_jax  # noqa: F401  (XLA flags before jax initialises)
     from cervix_jax import data
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,9 +7,6 @@ equal torchvision's within 1e-4 relative on the same images (NCHW there, NHWC he
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +16,7 @@ from cervix_jax import models
 from cervix_jax.models import torchvision as tv
 from cervix_jax.models.channel_attention import ChannelAttention
 from cervix_jax.models.residual_attention import upsample_bilinear
+from tools import convert_torchvision
 
 torch = pytest.importorskip(
     "torch",
@@ -30,9 +28,6 @@ torchvision = pytest.importorskip(
 )
 
 pytestmark = pytest.mark.parity
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import convert_torchvision  # noqa: E402
 
 RTOL = 1e-4
 
