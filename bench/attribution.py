@@ -9,8 +9,8 @@ Each (XLA flag setting, chunk loop, chunk size) runs in its own process, so peak
 memory is that setting's alone; settings are run in the order given, so ``on,off,on,off``
 alternates them. ``--chunk_loops`` picks how the chunks are looped over
 (``cervix_jax.explain.integrated_gradients``: ``auto``, ``scan`` or ``unrolled``).
-``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (the library's default YNN fusion flag is
-then not set, see ``cervix_jax/_xla_flags.py``) and drops a YNN flag from ``XLA_FLAGS``. Per
+``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (``cervix_jax.runtime.setup()`` then does
+not add the default YNN fusion flag) and drops a YNN flag from ``XLA_FLAGS``. Per
 line, besides the fields of ``bench/_common.py`` (``batch_size`` is 1: one image per call,
 ``images_per_s`` is images per second): ``steps``, ``method``, ``chunk_size``, ``chunk_loop``,
 ``ynn``, ``completeness_error`` (relative: ``|sum(attributions) - (f(x) - f(b))| / |f(x) -
