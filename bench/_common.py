@@ -47,7 +47,7 @@ def time_repeats(call: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def summarise(times: Sequence[float], images_per_call: float) -> dict:
+def summarize(times: Sequence[float], images_per_call: float) -> dict:
     """images/second median, min, max and relative spread of a list of call times."""
     median = statistics.median(times)
     return {

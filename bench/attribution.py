@@ -108,7 +108,7 @@ def measure(
         "chunk_size": chunk_size,
         "chunk_loop": chunk_loop,
         "ynn": "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""),
-        **_common.summarise(times, 1),
+        **_common.summarize(times, 1),
         "completeness_error": abs(float(error)) / max(abs(float(delta)), 1e-12),
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),

@@ -132,7 +132,7 @@ def _predicted_class(model, image) -> int:
     """The class IG explains: the model's prediction for ``image`` (as in practice)."""
     x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
-        return int(model(_torch_normalise(x)).argmax())
+        return int(model(_torch_normalize(x)).argmax())
 
 
 def _our_variables(name: str, model) -> dict:
@@ -166,7 +166,7 @@ class _ChannelAttention(torch.nn.Module):
         return x * self.body(x)
 
 
-def _torch_normalise(images_uint8):
+def _torch_normalize(images_uint8):
     mean = torch.tensor(_MEAN, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(_STD, device=images_uint8.device).view(1, 3, 1, 1) * 255.0
     return (images_uint8.float() - mean) / std
@@ -202,7 +202,7 @@ def _torch_train(name: str, images, labels):
     def run():
         opt.zero_grad(set_to_none=True)
         with _autocast():
-            loss = loss_fn(model(_torch_normalise(x)), y)
+            loss = loss_fn(model(_torch_normalize(x)), y)
         loss.backward()
         opt.step()
         return loss.item()
@@ -225,7 +225,7 @@ def _torch_ig(model, image, target: int):
     from captum.attr import IntegratedGradients
 
     def prob(x):
-        return torch.softmax(model(_torch_normalise(x)), dim=-1)
+        return torch.softmax(model(_torch_normalize(x)), dim=-1)
 
     model = model.to(_device())
     ig = IntegratedGradients(prob)
@@ -376,8 +376,8 @@ def _compare(work: str, name: str) -> dict:
         "torch_device": _TORCH_DEVICE.value,
         "ours_images_per_s": round(statistics.median(ours_ips), 3),
         "theirs_images_per_s": round(statistics.median(theirs_ips), 3),
-        "ours_spread": _common.summarise([a for a, _ in pairs], n)["spread"],
-        "theirs_spread": _common.summarise([b for _, b in pairs], n)["spread"],
+        "ours_spread": _common.summarize([a for a, _ in pairs], n)["spread"],
+        "theirs_spread": _common.summarize([b for _, b in pairs], n)["spread"],
         "ratio": round(statistics.median(ratios), 3),
         "ratio_min": round(min(ratios), 3),
         "ratio_max": round(max(ratios), 3),

@@ -114,7 +114,7 @@ def main(argv):
                 "dtype": "uint8",
                 "num_workers": _NUM_WORKERS.value,
                 "with_masks": _WITH_MASKS.value,
-                **_common.summarise(times, _BATCHES.value * _BATCH_SIZE.value),
+                **_common.summarize(times, _BATCHES.value * _BATCH_SIZE.value),
                 "peak_rss_mb": _common.peak_rss_mb(),
                 "peak_rss_children_mb": _common.peak_rss_mb(resource.RUSAGE_CHILDREN),
                 "compile_s": round(compile_s, 2),

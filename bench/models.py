@@ -70,7 +70,7 @@ def measure_forward(name: str, image_size: int, batch_size: int, dtype: str, rep
         "image_size": image_size,
         "batch_size": batch_size,
         "dtype": dtype,
-        **_common.summarise(times, batch_size),
+        **_common.summarize(times, batch_size),
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),
         "first_call_s": round(first_call_s, 2),

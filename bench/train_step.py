@@ -103,7 +103,7 @@ def measure(
         "dtype": dtype,
         "remat": remat,
         "augment": augment,
-        **_common.summarise(times, steps * batch_size),
+        **_common.summarize(times, steps * batch_size),
         "steps_per_repeat": steps,
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),

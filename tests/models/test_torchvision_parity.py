@@ -32,7 +32,7 @@ pytestmark = pytest.mark.parity
 RTOL = 1e-4
 
 
-def _randomise_batch_norms(model, seed: int) -> None:
+def _randomize_batch_norms(model, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -56,7 +56,7 @@ def _assert_close_relative(actual, expected) -> None:
 def test_logits_match_torchvision(arch):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, arch)(num_classes=5).eval()
-    _randomise_batch_norms(reference, seed=1)
+    _randomize_batch_norms(reference, seed=1)
     images = np.random.default_rng(2).standard_normal((2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
@@ -88,7 +88,7 @@ def test_pth_to_training_start_end_to_end(tmp_path):
     the backbone's feature map equals torchvision's, the head is the fresh one."""
     torch.manual_seed(0)
     reference = torchvision.models.densenet121().eval()  # ImageNet-shaped: 1000 classes
-    _randomise_batch_norms(reference, seed=3)
+    _randomize_batch_norms(reference, seed=3)
     src = tmp_path / "densenet121.pth"
     torch.save(reference.state_dict(), src)
     convert_torchvision.convert("densenet121", str(src), str(tmp_path / "converted"))
