@@ -14,16 +14,16 @@ run a failing process prints its error and exits at once
 
 from __future__ import annotations
 
-# isort: off
-import cervix_jax  # noqa: F401  (first: sets XLA flags before anything initialises jax)
-
-# isort: on
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags, logging
+    from ml_collections import config_flags
 
-from cervix_jax.train import distributed
+    from cervix_jax import runtime
+    from cervix_jax.train import distributed
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -41,6 +41,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     distributed.initialize_from_flags()
     from cervix_jax import train
     from cervix_jax.train import user_errors

@@ -18,10 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # scripts run as `python bench/x.py` from anywhere
-    sys.path.insert(0, REPO)
-
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident set size of this process (or of its largest child) in MiB.
@@ -51,7 +47,7 @@ def time_repeats(call: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def summarise(times: Sequence[float], images_per_call: float) -> dict:
+def summarize(times: Sequence[float], images_per_call: float) -> dict:
     """images/second median, min, max and relative spread of a list of call times."""
     median = statistics.median(times)
     return {

@@ -9,8 +9,8 @@ Each (XLA flag setting, chunk loop, chunk size) runs in its own process, so peak
 memory is that setting's alone; settings are run in the order given, so ``on,off,on,off``
 alternates them. ``--chunk_loops`` picks how the chunks are looped over
 (``cervix_jax.explain.integrated_gradients``: ``auto``, ``scan`` or ``unrolled``).
-``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (the library's default YNN fusion flag is
-then not set, see ``cervix_jax/_xla_flags.py``) and drops a YNN flag from ``XLA_FLAGS``. Per
+``--ynn=off`` sets ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0`` (``cervix_jax.runtime.setup()`` then does
+not add the default YNN fusion flag) and drops a YNN flag from ``XLA_FLAGS``. Per
 line, besides the fields of ``bench/_common.py`` (``batch_size`` is 1: one image per call,
 ``images_per_s`` is images per second): ``steps``, ``method``, ``chunk_size``, ``chunk_loop``,
 ``ynn``, ``completeness_error`` (relative: ``|sum(attributions) - (f(x) - f(b))| / |f(x) -
@@ -24,10 +24,14 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _MODEL = flags.DEFINE_string("model", "resnet50", "Name for cervix_jax.models.create_model.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
@@ -55,11 +59,8 @@ def measure(
     """Times compiled single-image IG for one chunk size; returns the JSON record."""
     import time
 
-    # isort: off
-    import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
     import jax
     import jax.numpy as jnp
-    # isort: on
 
     from cervix_jax import explain, models
 
@@ -107,7 +108,7 @@ def measure(
         "chunk_size": chunk_size,
         "chunk_loop": chunk_loop,
         "ynn": "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""),
-        **_common.summarise(times, 1),
+        **_common.summarize(times, 1),
         "completeness_error": abs(float(error)) / max(abs(float(delta)), 1e-12),
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),
@@ -119,6 +120,7 @@ def measure(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     if _WORKER.value:
         _common.emit(
             measure(

@@ -39,10 +39,14 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 try:
     import torch
@@ -372,8 +376,8 @@ def _compare(work: str, name: str) -> dict:
         "torch_device": _TORCH_DEVICE.value,
         "ours_images_per_s": round(statistics.median(ours_ips), 3),
         "theirs_images_per_s": round(statistics.median(theirs_ips), 3),
-        "ours_spread": _common.summarise([a for a, _ in pairs], n)["spread"],
-        "theirs_spread": _common.summarise([b for _, b in pairs], n)["spread"],
+        "ours_spread": _common.summarize([a for a, _ in pairs], n)["spread"],
+        "theirs_spread": _common.summarize([b for _, b in pairs], n)["spread"],
         "ratio": round(statistics.median(ratios), 3),
         "ratio_min": round(min(ratios), 3),
         "ratio_max": round(max(ratios), 3),
@@ -433,7 +437,7 @@ def _peak_rss(name: str) -> dict:
 
 def main(argv):
     del argv
-    import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
+    runtime.setup()  # before anything starts a JAX backend
 
     if _TORCH_THREADS.value:
         torch.set_num_threads(_TORCH_THREADS.value)

@@ -23,18 +23,19 @@ import tempfile
 import time
 import warnings
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Output side S.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Global batch size.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "grain worker processes (0 = inline).")
 _VARIANT = flags.DEFINE_enum("variant", "full", ["full", "cropped", "masked"], "Dataset.")
-_HOST_AUGMENT = flags.DEFINE_bool(
-    "host_augment", False, "Rotate/flip on the host (PIL) instead of on device."
-)
 _WITH_MASKS = flags.DEFINE_bool("with_masks", False, "Also decode cell/nucleus masks.")
 _IMAGES_PER_CLASS = flags.DEFINE_integer("images_per_class", 20, "Synthetic images per class.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows.")
@@ -72,9 +73,9 @@ def _device_augment(images) -> tuple[float, float]:
 
 def main(argv):
     del argv
+    runtime.setup()  # before anything starts a JAX backend
     import numpy as np
 
-    import cervix_jax  # noqa: F401  (XLA flags before jax initialises)
     from cervix_jax import data
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +97,6 @@ def main(argv):
             seed=0,
             num_workers=_NUM_WORKERS.value,
             with_masks=_WITH_MASKS.value,
-            host_augment=_AUGMENT_CONFIG if _HOST_AUGMENT.value else None,
         )
 
         window(iterator)  # warm-up: worker start, first reads
@@ -114,8 +114,7 @@ def main(argv):
                 "dtype": "uint8",
                 "num_workers": _NUM_WORKERS.value,
                 "with_masks": _WITH_MASKS.value,
-                "host_augment": _HOST_AUGMENT.value,
-                **_common.summarise(times, _BATCHES.value * _BATCH_SIZE.value),
+                **_common.summarize(times, _BATCHES.value * _BATCH_SIZE.value),
                 "peak_rss_mb": _common.peak_rss_mb(),
                 "peak_rss_children_mb": _common.peak_rss_mb(resource.RUSAGE_CHILDREN),
                 "compile_s": round(compile_s, 2),

@@ -16,10 +16,14 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _TRAIN_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step.py")
 
@@ -41,10 +45,7 @@ def measure_forward(name: str, image_size: int, batch_size: int, dtype: str, rep
     """Times the jitted eval-mode forward pass of one model; returns the JSON record."""
     import time
 
-    # isort: off
-    import cervix_jax  # noqa: F401  (sets XLA flags before jax initialises)
     import jax
-    # isort: on
 
     from cervix_jax import models
 
@@ -69,7 +70,7 @@ def measure_forward(name: str, image_size: int, batch_size: int, dtype: str, rep
         "image_size": image_size,
         "batch_size": batch_size,
         "dtype": dtype,
-        **_common.summarise(times, batch_size),
+        **_common.summarize(times, batch_size),
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),
         "first_call_s": round(first_call_s, 2),
@@ -82,6 +83,7 @@ def measure_forward(name: str, image_size: int, batch_size: int, dtype: str, rep
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     size, batch, dtype = _IMAGE_SIZE.value, _BATCH_SIZE.value, _DTYPE.value
     if _WORKER.value:
         name = _WORKER.value

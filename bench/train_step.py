@@ -13,13 +13,16 @@ holds the fields of ``bench/_common.py`` plus ``steps_per_repeat`` (steps per ti
 
 from __future__ import annotations
 
-import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+    from cervix_jax import runtime
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
+
+import _common  # bench/_common.py (a script's own folder is on sys.path)
 
 _MODEL = flags.DEFINE_list("model", ["resnet50"], "cervix_jax.models names, comma-separated.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Image side in pixels.")
@@ -46,11 +49,8 @@ def measure(
     """Times the project's train step for one model; returns the JSON record."""
     import time
 
-    # isort: off
-    import cervix_jax  # noqa: F401  (first: sets XLA flags before jax initialises)
     import jax
     import numpy as np
-    # isort: on
 
     from cervix_jax import data, models
     from cervix_jax.train import mesh as mesh_lib
@@ -103,7 +103,7 @@ def measure(
         "dtype": dtype,
         "remat": remat,
         "augment": augment,
-        **_common.summarise(times, steps * batch_size),
+        **_common.summarize(times, steps * batch_size),
         "steps_per_repeat": steps,
         "peak_rss_mb": _common.peak_rss_mb(),
         "compile_s": round(compile_s, 2),
@@ -115,6 +115,7 @@ def measure(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     settings = dict(
         image_size=_IMAGE_SIZE.value,
         batch_size=_BATCH_SIZE.value,

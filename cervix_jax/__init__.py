@@ -2,9 +2,8 @@
 
 Four wings, data flowing one way: ``data`` (TFDS builder, splits, grain pipeline), ``models``
 (pure Flax modules), ``train`` (mesh, jitted step, Orbax checkpoints, reports) and ``explain``
-(integrated gradients, Grad-CAM, attribution metrics).
+(integrated gradients, Grad-CAM, attribution metrics). Importing the package changes nothing in
+the process; entry points call ``cervix_jax.runtime.setup()`` first (XLA flags).
 """
-
-from cervix_jax import _xla_flags  # noqa: F401  (must run before JAX creates a backend)
 
 __version__ = "0.1.0"

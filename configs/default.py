@@ -37,7 +37,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.synthetic = False  # generate the synthetic SIPaKMeD into manual_dir first
     config.data.synthetic_images_per_class = 40
     config.data.synthetic_seed = 0  # seed of the synthetic replica (same seed, same bytes)
-    config.data.with_masks = False  # also yield cell_mask / nucleus_mask batches (explain)
     config.data.split_scheme = "kfold"  # kfold | paper
     config.data.num_folds = 5
     config.data.fold = 0  # test fold; validation fold is fold + 1 (mod num_folds)

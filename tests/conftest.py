@@ -1,5 +1,6 @@
 """Shared pytest set-up.
 
+The process set-up of an entry point comes first (``cervix_jax.runtime.setup()``: XLA flags).
 Tests run on CPU. Multi-device tests need several CPU devices, and the device count must be fixed
 before JAX initialises: we ask for 4 here, once for the whole session (single-device tests use
 ``jax.devices()[:1]`` explicitly).
@@ -7,12 +8,14 @@ before JAX initialises: we ask for 4 here, once for the whole session (single-de
 
 import os
 
+import pytest
+
+from cervix_jax import runtime
+
+# Read when JAX starts its backend, so set before any test runs JAX.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
-
-import pytest  # noqa: E402
-
-import cervix_jax  # noqa: E402,F401  (sets XLA flags before jax initialises)
+runtime.setup()
 
 
 @pytest.fixture(scope="session")

@@ -21,19 +21,20 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import cervix_jax  # noqa: E402,F401  (sets XLA flags before jax initialises)
-from cervix_jax.explain import (  # noqa: E402
-    BASELINE_KINDS,
-    PAPER_PRESET,
-    QUADRATURE_RULES,
-    SCORE_KINDS,
-    batch,
-)
-from cervix_jax.train import distributed  # noqa: E402
+    from cervix_jax import runtime
+    from cervix_jax.explain import (
+        BASELINE_KINDS,
+        PAPER_PRESET,
+        QUADRATURE_RULES,
+        SCORE_KINDS,
+        batch,
+    )
+    from cervix_jax.train import distributed
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 _OUT = flags.DEFINE_string(
@@ -75,6 +76,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax and TFDS narrate every restore at INFO

@@ -18,12 +18,13 @@ import hashlib
 import sys
 from pathlib import Path
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cervix_jax import models  # noqa: E402  (after the path set-up above)
-from cervix_jax.models import torchvision as tv  # noqa: E402
+    from cervix_jax import models, runtime
+    from cervix_jax.models import torchvision as tv
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 _ARCH = flags.DEFINE_enum("arch", None, list(models.TORCHVISION_ARCHS), "Architecture.")
 _SRC = flags.DEFINE_string("src", None, "torchvision state dict: .pth or .safetensors.")
@@ -57,6 +58,7 @@ def convert(arch: str, src: str, out: str, *, force: bool = False) -> Path:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     out = convert(_ARCH.value, _SRC.value, _OUT.value, force=_FORCE.value)
     print(f"wrote {out} ({tv.converted_metadata(out)})")
 

@@ -16,16 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1]))
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
+    from ml_collections import config_flags
 
-# isort: off
-import cervix_jax  # noqa: E402,F401  (first: sets XLA flags before jax initialises)
-
-# isort: on
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from cervix_jax.train import distributed  # noqa: E402
+    from cervix_jax import runtime
+    from cervix_jax.train import distributed
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -152,6 +150,7 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.setup()  # before anything starts a JAX backend
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)

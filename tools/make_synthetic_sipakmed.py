@@ -12,11 +12,13 @@ import json
 import os
 import sys
 
-from absl import app, flags
+try:  # a Python without the project's packages says what to do instead of a traceback
+    from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cervix_jax.data import DataError, synthetic  # noqa: E402
+    from cervix_jax import runtime
+    from cervix_jax.data import DataError, synthetic
+except ModuleNotFoundError as e:
+    sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 _OUT = flags.DEFINE_string("out", None, "Output folder (the builder's manual_dir).", required=True)
 _IMAGES_PER_CLASS = flags.DEFINE_integer("images_per_class", 40, "Full images per class.")
@@ -31,6 +33,7 @@ _ARCHIVE = flags.DEFINE_enum(
 
 def main(argv):
     del argv
+    runtime.setup()  # first, as every entry point (this one never starts a JAX backend)
     try:
         counts = synthetic.write_synthetic_sipakmed(
             _OUT.value,

@@ -20,10 +20,11 @@ Public API:
   array_data_module(arrays, splits, class_names) -> DataModule   in-memory arrays (tests)
   kfold_splits(labels, groups, num_folds, seed) -> list of K index arrays
   split_indices(labels, groups, *, scheme, fold, num_folds, seed) -> {'train','val','test'}
-  train_iterator(source, indices, *, image_size, global_batch_size, seed, num_workers, ...,
-      host_augment=None)   grain DataLoader iterator, checkpointable with get_state/set_state;
-      batches are a pure function of (seed, step): identical for any number of workers or
-      processes (restore a state with the worker count it was saved with)
+  train_iterator(source, indices, *, image_size, global_batch_size, seed, num_workers, ...)
+      grain DataLoader iterator, checkpointable with get_state/set_state; batches are a pure
+      function of (seed, step): identical for any number of workers or processes (restore a
+      state with the worker count it was saved with); augmentation is not the pipeline's: it
+      runs on device, inside the jitted step (augment below)
   eval_iterator(source, indices, *, image_size, global_batch_size, ...), num_eval_batches,
       steps_per_epoch
   resize_and_crop(image, size)         the host-side geometry, for tools

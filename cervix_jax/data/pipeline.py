@@ -314,32 +314,6 @@ def _process_layout(global_batch_size, process_index, process_count):
     return process_index, process_count, global_batch_size // process_count
 
 
-def _augment_host(example: dict, rng: np.random.Generator, config: Any) -> None:
-    """Random rotation (bilinear; masks nearest) and flips with PIL, in place.
-
-    The host-side alternative to `augment.augment`; same distribution (angle uniform in
-    +-``rotation_degrees``, each flip with probability 1/2, outside pixels 0).
-    """
-    degrees = float(_field(config, "rotation_degrees", 0.0))
-    angle = rng.uniform(-degrees, degrees)
-    flip_h = bool(_field(config, "horizontal_flip", False)) and rng.uniform() < 0.5
-    flip_v = bool(_field(config, "vertical_flip", False)) and rng.uniform() < 0.5
-    for name in ("image", "cell_mask", "nucleus_mask"):
-        if name not in example:
-            continue
-        image = Image.fromarray(example[name])
-        if degrees:
-            # PIL turns counter-clockwise for positive angles, about the image centre.
-            image = image.rotate(
-                angle, resample=Image.BILINEAR if name == "image" else Image.NEAREST, fillcolor=0
-            )
-        if flip_h:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        if flip_v:
-            image = image.transpose(Image.FLIP_TOP_BOTTOM)
-        example[name] = np.asarray(image)
-
-
 class _TrainBatches:
     """Element k is this process's part of global training batch ``start_step + k``, decoded.
 
@@ -360,7 +334,6 @@ class _TrainBatches:
         process_index,
         process_count,
         num_epochs,
-        host_augment=None,
         start_step=0,
     ):
         self._source = source
@@ -377,7 +350,6 @@ class _TrainBatches:
                 f"batch ({self._global}); lower config.batch_size or use more data."
             )
         self._num_epochs = num_epochs
-        self._host_augment = host_augment
         self._start = int(start_step)
         self._cached_epoch, self._cached_order = -1, None
 
@@ -396,14 +368,7 @@ class _TrainBatches:
         epoch, b = divmod(k, self.steps_per_epoch)
         start = b * self._global + self._process_index * self._local
         rows = self._order(epoch)[start : start + self._local]
-        examples = [self._decode.map((int(i), self._source[int(i)])) for i in rows]
-        if self._host_augment is not None:
-            # Keyed by (seed, batch, global row): a pure function of k, like the batch itself.
-            for j, example in enumerate(examples):
-                row = self._process_index * self._local + j
-                rng = np.random.default_rng([self._seed, k, row, 1])
-                _augment_host(example, rng, self._host_augment)
-        return _batch_fn(examples)
+        return _batch_fn([self._decode.map((int(i), self._source[int(i)])) for i in rows])
 
     def __repr__(self) -> str:
         return (
@@ -425,7 +390,6 @@ def train_iterator(
     num_epochs: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
-    host_augment: Any = None,
     start_step: int = 0,
 ) -> grain.DataLoaderIterator:
     """Shuffled training batches over ``indices`` (record indices of ``source``).
@@ -449,11 +413,6 @@ def train_iterator(
       with_masks: also yield cell_mask / nucleus_mask.
       num_epochs: None repeats (practically) forever.
       process_index, process_count: override JAX's (tests, custom launchers).
-      host_augment: None (default: augment on device with `augment.augment`), or an augment
-        config (``rotation_degrees``, ``horizontal_flip``, ``vertical_flip``) to rotate and flip
-        on the host with PIL instead (masks too), keyed by (seed, batch, row) so that resuming
-        stays exact. On a 2-core CPU machine this took about half the time of the on-device
-        version (bench/input_pipeline.py); on an accelerator the device version is ~free.
       start_step: the first global batch to yield (0 = the beginning): positions a new
         iterator at any step without reading what comes before, e.g. when a run resumes on a
         different number of processes, where the saved grain states do not fit. It is part of
@@ -465,15 +424,6 @@ def train_iterator(
     )
     if num_workers > 0:
         _ensure_flags_parsed()
-    if host_augment is not None:  # a plain dict pickles into the workers whatever came in
-        host_augment = {
-            name: _field(host_augment, name, default)
-            for name, default in (
-                ("rotation_degrees", 0.0),
-                ("horizontal_flip", False),
-                ("vertical_flip", False),
-            )
-        }
     batches = _TrainBatches(
         source,
         indices,
@@ -483,7 +433,6 @@ def train_iterator(
         process_index,
         process_count,
         num_epochs=1_000_000 if num_epochs is None else num_epochs,
-        host_augment=host_augment,
         start_step=start_step,
     )
     # Each element is already a whole batch, so grain's sampler just walks 0, 1, 2, ... and

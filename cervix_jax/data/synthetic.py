@@ -132,7 +132,7 @@ class _Cell:
     thickness: float
 
 
-def _star_polygon(rng, centre, radius, aspect, rotation, irregularity, num_vertices=48):
+def _star_polygon(rng, center, radius, aspect, rotation, irregularity, num_vertices=48):
     """A smooth star-shaped closed curve: an ellipse with random low-frequency harmonics."""
     phi = np.linspace(0.0, 2 * np.pi, num_vertices, endpoint=False)
     r = np.ones_like(phi)
@@ -140,16 +140,16 @@ def _star_polygon(rng, centre, radius, aspect, rotation, irregularity, num_verti
         r += rng.normal(0.0, irregularity / k) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
     r = radius * np.clip(r, 0.6, 1.4)
     return _place(
-        r * np.cos(phi) * np.sqrt(aspect), r * np.sin(phi) / np.sqrt(aspect), centre, rotation
+        r * np.cos(phi) * np.sqrt(aspect), r * np.sin(phi) / np.sqrt(aspect), center, rotation
     )
 
 
-def _place(x, y, centre, rotation):
+def _place(x, y, center, rotation):
     c, s = np.cos(rotation), np.sin(rotation)
-    return np.stack([centre[0] + c * x - s * y, centre[1] + s * x + c * y], -1).astype(np.float32)
+    return np.stack([center[0] + c * x - s * y, center[1] + s * x + c * y], -1).astype(np.float32)
 
 
-def _polygonal(rng, centre, radius, aspect, rotation):
+def _polygonal(rng, center, radius, aspect, rotation):
     """A flat, angular cell: 5-7 corners joined by straight edges (densified like a tracing)."""
     corners = int(rng.integers(5, 8))
     angles = np.sort((np.arange(corners) + rng.uniform(-0.25, 0.25, corners)) * 2 * np.pi / corners)
@@ -159,24 +159,24 @@ def _polygonal(rng, centre, radius, aspect, rotation):
     )
     t = np.linspace(0.0, 1.0, 8, endpoint=False)[:, None]
     dense = np.concatenate([pts[i] + t * (pts[(i + 1) % corners] - pts[i]) for i in range(corners)])
-    return _place(dense[:, 0], dense[:, 1], centre, rotation)
+    return _place(dense[:, 0], dense[:, 1], center, rotation)
 
 
-def _with_processes(rng, centre, radius, aspect, rotation, num_vertices=72):
+def _with_processes(rng, center, radius, aspect, rotation, num_vertices=72):
     """A metaplastic cell: a rounded body with 3-5 tapering cytoplasmic processes."""
     phi = np.linspace(0.0, 2 * np.pi, num_vertices, endpoint=False)
     r = np.full_like(phi, 0.82)
     for _ in range(int(rng.integers(3, 6))):
-        centre_angle = rng.uniform(0, 2 * np.pi)
-        bump = np.cos(phi - centre_angle).clip(0.0, None) ** 12
+        center_angle = rng.uniform(0, 2 * np.pi)
+        bump = np.cos(phi - center_angle).clip(0.0, None) ** 12
         r += rng.uniform(0.35, 0.6) * bump
     r *= radius
     return _place(
-        r * np.cos(phi) * np.sqrt(aspect), r * np.sin(phi) / np.sqrt(aspect), centre, rotation
+        r * np.cos(phi) * np.sqrt(aspect), r * np.sin(phi) / np.sqrt(aspect), center, rotation
     )
 
 
-def _disc_union_outline(centre, offsets, radius, num_vertices=48):
+def _disc_union_outline(center, offsets, radius, num_vertices=48):
     """Outline of the union of discs (radius) around centre+offset, star-shaped about centre."""
     phi = np.linspace(0.0, 2 * np.pi, num_vertices, endpoint=False)
     u = np.stack([np.cos(phi), np.sin(phi)], -1)
@@ -185,37 +185,37 @@ def _disc_union_outline(centre, offsets, radius, num_vertices=48):
         ud = u @ d
         disc = ud**2 - d @ d + radius**2
         best = np.maximum(best, np.where(disc >= 0, ud + np.sqrt(np.maximum(disc, 0)), 0))
-    return (np.asarray(centre) + u * best[:, None]).astype(np.float32)
+    return (np.asarray(center) + u * best[:, None]).astype(np.float32)
 
 
-def _make_cell(rng, m: _Morphology, centre, radius) -> _Cell:
+def _make_cell(rng, m: _Morphology, center, radius) -> _Cell:
     aspect = rng.uniform(*m.aspect)
     rotation = rng.uniform(0, np.pi)
     if m.shape == "polygonal":
-        cyt = _polygonal(rng, centre, radius, aspect, rotation)
+        cyt = _polygonal(rng, center, radius, aspect, rotation)
     elif m.shape == "processes":
-        cyt = _with_processes(rng, centre, radius, aspect, rotation)
+        cyt = _with_processes(rng, center, radius, aspect, rotation)
     else:
-        cyt = _star_polygon(rng, centre, radius, aspect, rotation, m.irregularity)
+        cyt = _star_polygon(rng, center, radius, aspect, rotation, m.irregularity)
     # The nucleus must sit inside the cytoplasm: bound it by the closest boundary point.
-    inner = float(np.min(np.linalg.norm(cyt - np.asarray(centre, np.float32), axis=1)))
+    inner = float(np.min(np.linalg.norm(cyt - np.asarray(center, np.float32), axis=1)))
     n_radius = min(radius * rng.uniform(*m.nucleus_ratio), 0.75 * inner)
     offset = rng.uniform(-1, 1, 2) * 0.15 * max(inner - n_radius / 0.75, 0.0)
-    n_centre = np.asarray(centre) + offset
+    n_center = np.asarray(center) + offset
     if rng.uniform() < m.binucleate_probability:
         direction = rng.normal(size=2)
         direction *= 0.6 * n_radius / np.linalg.norm(direction)
         parts_offsets = [direction, -direction]
         n_radius *= 0.85
-        nucleus = _disc_union_outline(n_centre, parts_offsets, n_radius)
+        nucleus = _disc_union_outline(n_center, parts_offsets, n_radius)
         parts = [
-            _star_polygon(rng, n_centre + d, n_radius, 1.0, 0.0, m.nucleus_irregularity, 32)
+            _star_polygon(rng, n_center + d, n_radius, 1.0, 0.0, m.nucleus_irregularity, 32)
             for d in parts_offsets
         ]
     else:
         nucleus = _star_polygon(
             rng,
-            n_centre,
+            n_center,
             n_radius,
             rng.uniform(1.0, 1.25),
             rng.uniform(0, np.pi),
@@ -226,7 +226,7 @@ def _make_cell(rng, m: _Morphology, centre, radius) -> _Cell:
     if m.halo:
         halo_radius = min(0.8 * inner, max(2.2 * n_radius, radius * rng.uniform(0.5, 0.62)))
         halo = _star_polygon(
-            rng, n_centre, halo_radius, rng.uniform(1.0, 1.3), rng.uniform(0, np.pi), 0.12
+            rng, n_center, halo_radius, rng.uniform(1.0, 1.3), rng.uniform(0, np.pi), 0.12
         )
     return _Cell(cyt, nucleus, parts, halo, float(rng.uniform(*m.thickness)))
 
@@ -252,17 +252,17 @@ def _layout_cells(rng, m: _Morphology, width, height, scale) -> list[_Cell]:
             break
         radius = scale * rng.uniform(*m.radius)
         if m.clustered:
-            centre = cluster_c + rng.normal(0.0, 0.5, 2) * cluster_r
+            center = cluster_c + rng.normal(0.0, 0.5, 2) * cluster_r
         else:
-            centre = np.array([rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi)])
-        if any(np.linalg.norm(centre - c) < m.min_separation * (radius + r) for c, r in placed):
+            center = np.array([rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi)])
+        if any(np.linalg.norm(center - c) < m.min_separation * (radius + r) for c, r in placed):
             continue
-        cell = _make_cell(rng, m, centre, radius)
+        cell = _make_cell(rng, m, center, radius)
         lo, hi = cell.cytoplasm.min(0), cell.cytoplasm.max(0)
         if lo[0] < 1 or lo[1] < 1 or hi[0] > width - 1 or hi[1] > height - 1:
             continue
         cells.append(cell)
-        placed.append((centre, radius))
+        placed.append((center, radius))
     return cells
 
 

@@ -18,6 +18,8 @@ Public surface (contract in docs/design.md):
 - ``init_variables(model, rng, input_shape)``: ``{'params', 'batch_stats'}`` only (Flax's own
   ``model.init`` also returns the ``intermediates`` and ``perturbations`` collections made by
   the Grad-CAM hook; ``apply`` does not need them). ``abstract_variables`` gives the shapes.
+- ``BatchNorm``: the models' BatchNorm layer (Flax's variables and semantics, folded into one
+  multiply-add; torchvision's epsilon and momentum by default).
 - ``count_params(params)``; ``from_torchvision(arch, state_dict)``, ``merge_pretrained``,
   ``load_converted(dir)`` (see ``cervix_jax.models.torchvision``).
 """
@@ -34,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cervix_jax.models._common import LAST_CONV, parse_dtype
+from cervix_jax.models._common import LAST_CONV, BatchNorm, parse_dtype
 from cervix_jax.models.channel_attention import RCAB, ChannelAttention
 from cervix_jax.models.densenet import DenseNet
 from cervix_jax.models.residual_attention import ResidualAttentionNet
@@ -185,6 +187,7 @@ __all__ = [
     "MODEL_NAMES",
     "RCAB",
     "TORCHVISION_ARCHS",
+    "BatchNorm",
     "ChannelAttention",
     "DenseNet",
     "ResNet",

@@ -109,6 +109,20 @@ class BatchNorm(nn.Module):
         return (x32 * a + b).astype(self.dtype)
 
 
+class BottleneckUnit(nn.Module):
+    """What the two bottleneck residual units share (subclasses add ``__call__``).
+
+    ResNet's (`resnet.Bottleneck`, post-activation) and the Residual Attention Network's
+    (`residual_attention.ResidualUnit`, pre-activation) both output ``features`` channels through
+    a ``features // 4`` bottleneck, 1x1 -> 3x3 with ``stride`` -> 1x1, and project the shortcut
+    with a strided 1x1 conv where they change the shape; compute in ``dtype``.
+    """
+
+    features: int
+    stride: int = 1
+    dtype: Any = jnp.float32
+
+
 def batch_norm(train: bool, *, dtype: Any = jnp.float32, name: str | None = None) -> BatchNorm:
     """BatchNorm with torchvision's epsilon and momentum; statistics stay float32."""
     return BatchNorm(use_running_average=not train, dtype=dtype, name=name)
@@ -117,6 +131,19 @@ def batch_norm(train: bool, *, dtype: Any = jnp.float32, name: str | None = None
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
     """PyTorch ``MaxPool2d(3, stride=2, padding=1)`` (pads with -inf, output ceil(n / 2))."""
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def stem(
+    x: jax.Array, features: int, *, train: bool, dtype: Any, names: tuple[str, str]
+) -> jax.Array:
+    """The ImageNet stem of every model: 7x7/2 conv, BatchNorm, ReLU, 3x3/2 max-pool.
+
+    ``x: [B, H, W, 3]`` is cast to ``dtype`` first; returns ``[B, H/4, W/4, features]``.
+    ``names`` are the conv's and the BatchNorm's (torchvision's names differ by model).
+    """
+    x = conv(features, 7, stride=2, dtype=dtype, name=names[0])(x.astype(dtype))
+    x = nn.relu(batch_norm(train, dtype=dtype, name=names[1])(x))
+    return max_pool_3x3_s2(x)
 
 
 def expose_last_conv(module: nn.Module, x: jax.Array) -> jax.Array:

@@ -20,11 +20,16 @@ import jax.numpy as jnp
 from cervix_jax.models import _common
 
 
-class ChannelAttention(nn.Module):
-    """``x * sigmoid(W2 relu(W1 mean_hw(x)))``; ``reduction`` is RCAN's r (default 16)."""
+class _AttentionBlock(nn.Module):
+    """The fields of both blocks (`make_attention` builds either from them): ``reduction`` is
+    RCAN's r (default 16), ``dtype`` the compute dtype."""
 
     reduction: int = 16
     dtype: Any = jnp.float32
+
+
+class ChannelAttention(_AttentionBlock):
+    """``x * sigmoid(W2 relu(W1 mean_hw(x)))``."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -42,11 +47,8 @@ class ChannelAttention(nn.Module):
         return x * nn.sigmoid(y).astype(x.dtype)
 
 
-class RCAB(nn.Module):
+class RCAB(_AttentionBlock):
     """Residual channel attention block: ``x + CA(conv3x3(relu(conv3x3(x))))``."""
-
-    reduction: int = 16
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -108,10 +108,9 @@ class DenseNet(nn.Module):
         def attention(name: str) -> nn.Module:
             return make_attention(self.ca_block, self.ca_reduction, dtype, name)
 
-        x = x.astype(dtype)
-        x = _common.conv(self.num_init_features, 7, stride=2, dtype=dtype, name="conv0")(x)
-        x = nn.relu(_common.batch_norm(train, dtype=dtype, name="norm0")(x))
-        x = _common.max_pool_3x3_s2(x)
+        x = _common.stem(
+            x, self.num_init_features, train=train, dtype=dtype, names=("conv0", "norm0")
+        )
         num_blocks = len(self.block_config)
         dense_layer = _common.maybe_remat(DenseLayer, self.remat)
         for b, num_layers in enumerate(self.block_config, start=1):

@@ -75,12 +75,9 @@ def upsample_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool) 
     return _resize_axis(x, 2, size[1], align_corners)
 
 
-class ResidualUnit(nn.Module):
-    """Pre-activation bottleneck unit with ``features`` outputs (bottleneck ``features // 4``)."""
-
-    features: int
-    stride: int = 1
-    dtype: Any = jnp.float32
+class ResidualUnit(_common.BottleneckUnit):
+    """Pre-activation: BatchNorm and ReLU before each conv; the projection shortcut (a conv
+    only) takes the activated input."""
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -175,10 +172,7 @@ class ResidualAttentionNet(nn.Module):
         if len(self.stage_features) != 4:
             raise ValueError(f"stage_features needs 4 entries; got {self.stage_features}.")
         dtype = _common.parse_dtype(self.dtype)
-        x = x.astype(dtype)
-        x = _common.conv(self.stem_features, 7, stride=2, dtype=dtype, name="conv1")(x)
-        x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn1")(x))
-        x = _common.max_pool_3x3_s2(x)
+        x = _common.stem(x, self.stem_features, train=train, dtype=dtype, names=("conv1", "bn1"))
         unit = _common.maybe_remat(ResidualUnit, self.remat)
         attention_module = _common.maybe_remat(AttentionModule, self.remat)
         for stage in range(3):

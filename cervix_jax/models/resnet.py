@@ -21,25 +21,22 @@ import jax.numpy as jnp
 from cervix_jax.models import _common
 
 
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (stride) -> 1x1 (4x width) with a projection shortcut when shapes change."""
-
-    width: int
-    stride: int = 1
-    dtype: Any = jnp.float32
+class Bottleneck(_common.BottleneckUnit):
+    """Post-activation: each conv followed by BatchNorm (ReLU but after the last), ReLU after the
+    sum; the projection shortcut is conv + BatchNorm."""
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        out_features = 4 * self.width
-        y = _common.conv(self.width, 1, dtype=self.dtype, name="conv1")(x)
+        width = self.features // 4
+        y = _common.conv(width, 1, dtype=self.dtype, name="conv1")(x)
         y = nn.relu(_common.batch_norm(train, dtype=self.dtype, name="bn1")(y))
-        y = _common.conv(self.width, 3, stride=self.stride, dtype=self.dtype, name="conv2")(y)
+        y = _common.conv(width, 3, stride=self.stride, dtype=self.dtype, name="conv2")(y)
         y = nn.relu(_common.batch_norm(train, dtype=self.dtype, name="bn2")(y))
-        y = _common.conv(out_features, 1, dtype=self.dtype, name="conv3")(y)
+        y = _common.conv(self.features, 1, dtype=self.dtype, name="conv3")(y)
         y = _common.batch_norm(train, dtype=self.dtype, name="bn3")(y)
-        if self.stride != 1 or x.shape[-1] != out_features:
+        if self.stride != 1 or x.shape[-1] != self.features:
             x = _common.conv(
-                out_features, 1, stride=self.stride, dtype=self.dtype, name="downsample_conv"
+                self.features, 1, stride=self.stride, dtype=self.dtype, name="downsample_conv"
             )(x)
             x = _common.batch_norm(train, dtype=self.dtype, name="downsample_bn")(x)
         return nn.relu(x + y)
@@ -69,15 +66,12 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         dtype = _common.parse_dtype(self.dtype)
-        x = x.astype(dtype)
-        x = _common.conv(self.width, 7, stride=2, dtype=dtype, name="conv1")(x)
-        x = nn.relu(_common.batch_norm(train, dtype=dtype, name="bn1")(x))
-        x = _common.max_pool_3x3_s2(x)
+        x = _common.stem(x, self.width, train=train, dtype=dtype, names=("conv1", "bn1"))
         block = _common.maybe_remat(Bottleneck, self.remat)
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                x = block(self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}")(
-                    x, train
-                )
+                x = block(
+                    4 * self.width * 2**i, stride=stride, dtype=dtype, name=f"layer{i + 1}_{j}"
+                )(x, train)
         return _common.last_conv_to_logits(self, x, train=train, dtype=dtype)

@@ -85,7 +85,7 @@ def _to_flax(array: np.ndarray) -> np.ndarray:
     return np.transpose(array)
 
 
-def _normalise_keys(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _normalize_keys(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for key, value in state_dict.items():
         if key.startswith("module."):  # saved from DataParallel
@@ -139,7 +139,7 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any]) -> dict[str, Any]
       ValueError: naming every missing key, unexpected key and shape mismatch.
     """
     _check_arch(arch)
-    tensors = _normalise_keys(state_dict)
+    tensors = _normalize_keys(state_dict)
     head_weight = tensors.get(f"{_HEAD_KEYS[arch]}.weight")
     num_classes = int(head_weight.shape[0]) if head_weight is not None else 1000
     leaf_map = _leaf_map(arch, num_classes)

@@ -39,6 +39,9 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 
+# Keys older versions wrote that no longer exist (never read): ignored when comparing configs.
+RETIRED_FIELDS = frozenset({"data.with_masks"})
+
 
 def config_path(workdir: str | os.PathLike) -> Path:
     return Path(workdir) / "config.json"
@@ -84,7 +87,7 @@ def config_changes(
     changes = []
     for field in sorted(set(old) | set(new)):
         before, after = old.get(field, missing), new.get(field, missing)
-        if field not in RESUMABLE_FIELDS and before != after:
+        if field not in RESUMABLE_FIELDS | RETIRED_FIELDS and before != after:
             changes.append((field, before, after))
     return [
         (f, "(absent)" if b is missing else b, "(absent)" if a is missing else a)

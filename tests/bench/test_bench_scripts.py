@@ -18,8 +18,14 @@ COMMON_FIELDS |= {"images_per_s_min", "images_per_s_max", "spread", "repeats", "
 COMMON_FIELDS |= {"compile_s"}
 
 
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
+
+
 def _run(script: str, *args: str) -> list[dict]:
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+    # Without this process's XLA_FLAGS: each script sets them itself (runtime.setup).
+    unset = ("XLA_FLAGS", "CERVIX_JAX_DEFAULT_XLA_FLAGS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["JAX_NUM_CPU_DEVICES"] = "1"
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "bench", script), *args],
         capture_output=True,
@@ -50,6 +56,7 @@ def test_train_step_bench_prints_one_record_per_model():
         assert (r["image_size"], r["batch_size"], r["repeats"]) == (32, 4, 2)
         assert r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
         assert r["peak_rss_mb"] > 0 and r["compile_s"] > 0
+        assert r["xla_flags"] == YNN_FLAG
 
 
 def test_attribution_bench_chunk_loops_agree():
@@ -70,6 +77,23 @@ def test_attribution_bench_chunk_loops_agree():
     ]
     for r in records:
         assert COMMON_FIELDS | {"steps", "method", "completeness_error", "ynn"} <= set(r)
+        assert r["ynn"] is True
     errors = [r["completeness_error"] for r in records]
     # Same integrand, same points: only the summation order differs.
     assert max(errors) - min(errors) <= 1e-4 * max(1.0, max(errors))
+
+
+def test_input_pipeline_bench_times_the_training_iterator():
+    (r,) = _run(
+        "input_pipeline.py",
+        "--images_per_class=2",
+        "--image_size=32",
+        "--batch_size=4",
+        "--num_workers=0",
+        "--batches=2",
+        "--repeats=2",
+    )
+    assert COMMON_FIELDS | {"device_augment_ms_per_batch", "peak_rss_children_mb"} <= set(r)
+    assert (r["image_size"], r["batch_size"], r["repeats"], r["dtype"]) == (32, 4, 2, "uint8")
+    assert r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
+    assert r["device_augment_ms_per_batch"] > 0 and r["xla_flags"] == YNN_FLAG

@@ -116,23 +116,23 @@ def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> floa
     return correct / len(x)
 
 
-def test_global_colour_does_not_separate_classes_but_cell_shape_does():
+def test_global_color_does_not_separate_classes_but_cell_shape_does():
     rng = np.random.default_rng(0)
-    colour, shape, labels = [], [], []
+    color, shape, labels = [], [], []
     for label, class_name in enumerate(CLASS_NAMES):
         for _ in range(16):
             image, cells = synthetic.render_full_image(rng, class_name, 192, 144)
             pixels = image.reshape(-1, 3).astype(np.float64)
-            colour.append(np.concatenate([pixels.mean(0), pixels.std(0)]))
+            color.append(np.concatenate([pixels.mean(0), pixels.std(0)]))
             areas = [annotations.rasterize([c.cytoplasm], 144, 192).sum() for c in cells]
             nuclei = [annotations.rasterize([c.nucleus], 144, 192).sum() for c in cells]
             shape.append([np.log(np.mean(areas)), np.mean(np.divide(nuclei, areas)), len(cells)])
             labels.append(label)
     labels = np.asarray(labels)
-    colour_accuracy = _nearest_centroid_accuracy(np.asarray(colour), labels)
+    color_accuracy = _nearest_centroid_accuracy(np.asarray(color), labels)
     shape_accuracy = _nearest_centroid_accuracy(np.asarray(shape), labels)
     # Chance is 0.2; 80 images leave a standard error of about 0.045.
-    assert colour_accuracy < 0.4, colour_accuracy
+    assert color_accuracy < 0.4, color_accuracy
     assert shape_accuracy > 0.9, shape_accuracy
 
 

@@ -3,9 +3,6 @@ the numerical proof against torchvision is in test_torchvision_parity.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,9 +12,7 @@ from safetensors.numpy import save_file
 
 from cervix_jax import models
 from cervix_jax.models import torchvision as tv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import convert_torchvision  # noqa: E402
+from tools import convert_torchvision
 
 
 def _fake_state_dict(arch: str, num_classes: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:

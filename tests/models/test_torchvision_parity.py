@@ -7,9 +7,6 @@ equal torchvision's within 1e-4 relative on the same images (NCHW there, NHWC he
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +16,7 @@ from cervix_jax import models
 from cervix_jax.models import torchvision as tv
 from cervix_jax.models.channel_attention import ChannelAttention
 from cervix_jax.models.residual_attention import upsample_bilinear
+from tools import convert_torchvision
 
 torch = pytest.importorskip(
     "torch",
@@ -31,13 +29,10 @@ torchvision = pytest.importorskip(
 
 pytestmark = pytest.mark.parity
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import convert_torchvision  # noqa: E402
-
 RTOL = 1e-4
 
 
-def _randomise_batch_norms(model, seed: int) -> None:
+def _randomize_batch_norms(model, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -61,7 +56,7 @@ def _assert_close_relative(actual, expected) -> None:
 def test_logits_match_torchvision(arch):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, arch)(num_classes=5).eval()
-    _randomise_batch_norms(reference, seed=1)
+    _randomize_batch_norms(reference, seed=1)
     images = np.random.default_rng(2).standard_normal((2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(images)).numpy()
@@ -93,7 +88,7 @@ def test_pth_to_training_start_end_to_end(tmp_path):
     the backbone's feature map equals torchvision's, the head is the fresh one."""
     torch.manual_seed(0)
     reference = torchvision.models.densenet121().eval()  # ImageNet-shaped: 1000 classes
-    _randomise_batch_norms(reference, seed=3)
+    _randomize_batch_norms(reference, seed=3)
     src = tmp_path / "densenet121.pth"
     torch.save(reference.state_dict(), src)
     convert_torchvision.convert("densenet121", str(src), str(tmp_path / "converted"))

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from cervix_jax import runtime
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
@@ -27,6 +29,7 @@ def main() -> int:
     p.add_argument("--fail_process", type=int, default=-1)
     p.add_argument("--tag", default="", help="ignored; lets tests find their processes")
     args = p.parse_args()
+    runtime.setup()  # as every entry point, before the backend starts
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     try:

@@ -3,17 +3,12 @@ process."""
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cervix_jax.explain import batch
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import launch_local  # noqa: E402
+from tools import launch_local
 
 
 @pytest.mark.slow

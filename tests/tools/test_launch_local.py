@@ -3,14 +3,11 @@
 import io
 import os
 import pathlib
-import sys
 
 import psutil
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import launch_local  # noqa: E402
+from tools import launch_local
 
 PROBE = str(pathlib.Path(__file__).with_name("distributed_probe.py"))
 

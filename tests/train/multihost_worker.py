@@ -1,6 +1,6 @@
 """One process of the multi-host rehearsal in test_multihost.py (started by launch_local).
 
-    python tests/train/multihost_worker.py --workdir=W [--fail_process=I --fail_after_reads=K] \
+    python -m tests.train.multihost_worker --workdir=W [--fail_process=I --fail_after_reads=K] \
         --coordinator_address=... --num_processes=2 --process_id=I
 
 ``--fail_process``/``--fail_after_reads`` (test-only) make process I's data source raise after K
@@ -11,21 +11,10 @@ goes through the same ``exit_at_once_on_failure`` wrapper as main.py.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[2]))
-
-# isort: off
-import cervix_jax  # noqa: E402,F401  (first: sets XLA flags before jax initialises)
-
-# isort: on
-from cervix_jax.data import ArraySource  # noqa: E402
-from cervix_jax.train.distributed import (  # noqa: E402
-    exit_at_once_on_failure,
-    initialize_distributed,
-)
+from cervix_jax import runtime
+from cervix_jax.data import ArraySource
+from cervix_jax.train.distributed import exit_at_once_on_failure, initialize_distributed
 
 
 class _FailingSource(ArraySource):
@@ -50,6 +39,7 @@ def main() -> None:
     parser.add_argument("--num_processes", type=int)
     parser.add_argument("--process_id", type=int)
     args = parser.parse_args()
+    runtime.setup()
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
 
     import jax

@@ -1,16 +1,10 @@
 """tools/cross_validate.py: the per-fold table and mean +- std, against hand computations."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
-from cross_validate import cv_markdown, summarize  # noqa: E402
-
-from cervix_jax.train.metrics import classification_metrics  # noqa: E402
+from cervix_jax.train.metrics import classification_metrics
+from tools.cross_validate import cv_markdown, summarize
 
 
 def _report(labels, preds, step):

@@ -187,7 +187,7 @@ def test_sigkill_then_resume_equals_uninterrupted(trained, tmp_path):
     """A real kill (SIGKILL, mid-epoch, maybe mid-save), then the same command again."""
     workdir, config, _, report = trained
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/train/kill_worker.py"), str(tmp_path)],
+        [sys.executable, "-m", "tests.train.kill_worker", str(tmp_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -3,8 +3,6 @@ train exactly like 1 process x 4 devices; one writer; the checkpoint restores in
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -13,10 +11,7 @@ import pytest
 from cervix_jax.train import train_and_evaluate
 from cervix_jax.train.workdir import read_history
 from tests.train import helpers
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from launch_local import launch  # noqa: E402
+from tools.launch_local import launch
 
 
 @pytest.mark.slow
@@ -24,7 +19,7 @@ def test_two_processes_equal_one_process(tmp_path):
     multi, single = tmp_path / "multi", tmp_path / "single"
     log = io.StringIO()
     code = launch(
-        ["tests/train/multihost_worker.py", f"--workdir={multi}"],
+        ["-m", "tests.train.multihost_worker", f"--workdir={multi}"],
         num_processes=2,
         devices_per_process=2,
         sink=log,
@@ -65,7 +60,8 @@ def test_a_process_failing_mid_run_fails_the_launch(tmp_path):
     log = io.StringIO()
     code = launch(
         [
-            "tests/train/multihost_worker.py",
+            "-m",
+            "tests.train.multihost_worker",
             workdir_flag,
             "--fail_process=1",
             "--fail_after_reads=14",

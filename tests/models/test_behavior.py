@@ -253,9 +253,7 @@ def test_folded_batch_norm_equals_flax_batch_norm(train):
     """Our one-multiply-add BatchNorm: Flax's variables, outputs, statistics and gradients."""
     import flax.linen as nn
 
-    from cervix_jax.models import _common
-
-    ours = _common.batch_norm(train)
+    ours = models.BatchNorm(use_running_average=not train)
     theirs = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
     # Per-channel offsets of 3 and scales of 0.5-2 exercise the folded bias b = bias - mean * a.
     x = 3.0 + jax.random.normal(jax.random.key(0), (4, 6, 5, 7)) * jnp.linspace(0.5, 2.0, 7)

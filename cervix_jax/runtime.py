@@ -1,0 +1,69 @@
+"""Process-wide set-up, made by the entry point: ``cervix_jax.runtime.setup()``.
+
+Importing ``cervix_jax`` changes nothing in the process. ``main.py`` and the scripts in
+``tools/`` and ``bench/`` call `setup` first; so can a notebook, in its first cell::
+
+    from cervix_jax import runtime
+    runtime.setup()   # before the first JAX computation
+
+What it sets: XLA's CPU flag `YNN_FLAG`, appended to the ``XLA_FLAGS`` environment variable
+(faster CPU training steps, unchanged losses: docs/performance.md). XLA reads ``XLA_FLAGS``
+once, when JAX starts its first backend (the first computation, ``jax.devices()``, ...; not
+``import jax``), so `setup` must come before that; child processes (grain workers, processes
+started by tools/launch_local.py) inherit the variable. ``XLA_FLAGS`` is left as it is when it
+already mentions the flag (the user's own value wins) or when ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0``
+is set (the opt-out).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+
+_YNN_FLAG_NAME = "xla_cpu_experimental_ynn_fusion_type"
+YNN_FLAG = f"--{_YNN_FLAG_NAME}=dot,eltwise,reduce"
+OPT_OUT_VARIABLE = "CERVIX_JAX_DEFAULT_XLA_FLAGS"
+
+
+def default_xla_flags(environ: Mapping[str, str]) -> str:
+    """The ``XLA_FLAGS`` value that `setup` leaves in an environment ``environ``."""
+    flags = environ.get("XLA_FLAGS", "")
+    if environ.get(OPT_OUT_VARIABLE, "1") == "0" or _YNN_FLAG_NAME in flags:
+        return flags
+    return f"{flags} {YNN_FLAG}".strip()
+
+
+def backend_started() -> bool:
+    """Whether JAX has started a backend in this process (asked without importing JAX).
+
+    jax 0.10 has no public question for this: ``jax._src.xla_bridge.backends_are_initialized``
+    is the check ``jax.distributed.initialize`` itself makes. If a later JAX drops it, this
+    answers False and tests/test_runtime.py fails.
+    """
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    check = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(check and check())
+
+
+def setup() -> None:
+    """Sets ``XLA_FLAGS`` to `default_xla_flags` of the process environment.
+
+    Warns (``RuntimeWarning``) when that changes ``XLA_FLAGS`` after JAX has started a backend:
+    the flag then has no effect in this process (only in its children). In a notebook, restart
+    the kernel and call `setup` before anything else.
+    """
+    flags = default_xla_flags(os.environ)
+    if flags == os.environ.get("XLA_FLAGS", ""):
+        return
+    os.environ["XLA_FLAGS"] = flags
+    if backend_started():
+        warnings.warn(
+            f"cervix_jax.runtime.setup() came after JAX started its backend: XLA_FLAGS now holds "
+            f"{YNN_FLAG}, but XLA has read XLA_FLAGS already, so it applies to child processes "
+            "only. Call setup() before the first JAX computation (in a notebook: restart the "
+            "kernel, setup() in the first cell).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
