@@ -200,7 +200,7 @@ def deletion_insertion_imputed(
     key: jax.Array | None = None,
     batch_size: int | None = None,
     f_args: Sequence[Any] = (),
-) -> dict[str, Any]:
+) -> dict[str, jax.Array]:
     """Deletion and insertion curves and AUCs with removed pixels filled by ``fill``.
 
     The conventions of ``scores.deletion_insertion`` (Petsiuk et al. 2018): pixels ranked by
@@ -222,7 +222,9 @@ def deletion_insertion_imputed(
 
     Returns:
       ``deletion_curve``, ``insertion_curve`` [B, steps + 1], ``deletion_auc``,
-      ``insertion_auc`` [B], and ``fill`` / ``insertion_fill``: ``Fill.record()`` dicts.
+      ``insertion_auc`` [B]: arrays only, so that the call also works inside a caller's
+      ``jax.jit``. Store ``fill.record()`` (and ``insertion_fill.record()``) beside them:
+      the numbers mean nothing without the fill.
     """
     insertion_fill = fill if insertion_fill is None else insertion_fill
     images = jnp.asarray(images, jnp.float32)
@@ -251,8 +253,6 @@ def deletion_insertion_imputed(
         "insertion_curve": insertion,
         "deletion_auc": _trapezoid_auc(deletion),
         "insertion_auc": _trapezoid_auc(insertion),
-        "fill": fill.record(),
-        "insertion_fill": insertion_fill.record(),
     }
 
 

@@ -136,7 +136,7 @@ def model_randomization(
     layers = tuple(layers)
     if not layers:
         raise ValueError("the model has no top-level layers with variables to randomize.")
-    fresh = model.init(key, sample_input, **kwargs)
+    fresh = jax.jit(lambda k, x: model.init(k, x, **kwargs))(key, sample_input)
     fresh = {c: fresh[c] for c in variables if c in fresh}
     schedule = jnp.asarray(randomization_schedule(len(layers), kind))
     return Randomization(layers=layers, fresh=fresh, schedule=schedule, kind=kind)

@@ -101,8 +101,8 @@ def test_constant_and_blur_fills_reproduce_scores_deletion_insertion():
     )
     for name in ("deletion_curve", "insertion_curve", "deletion_auc", "insertion_auc"):
         np.testing.assert_allclose(new[name], old[name], rtol=1e-5, atol=1e-6)
-    assert new["fill"] == {"kind": "constant", "value": 0.0}
-    assert new["insertion_fill"] == {"kind": "blur", "sigma": 2.0}
+    assert explain.Fill("constant", value=0.0).record() == {"kind": "constant", "value": 0.0}
+    assert explain.Fill("blur", sigma=2.0).record() == {"kind": "blur", "sigma": 2.0}
 
 
 def test_linear_fill_curves_on_a_ramp():
@@ -117,7 +117,7 @@ def test_linear_fill_curves_on_a_ramp():
     )
     curve = np.asarray(result["deletion_curve"][0])
     np.testing.assert_allclose(curve[:5], curve[0], rtol=1e-5)
-    assert result["fill"] == {"kind": "linear", "noise_std": 0.0, "iterations": 200}
+    assert EXACT.record() == {"kind": "linear", "noise_std": 0.0, "iterations": 200}
     assert abs(curve[-1]) < 1e-6  # everything removed: black
     with pytest.raises(ValueError, match="PRNG key"):
         explain.deletion_insertion_imputed(mean_score, ramp, interior[None], jnp.array([0]))

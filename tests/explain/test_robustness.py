@@ -57,3 +57,14 @@ def test_all_zero_map_divides_by_one():
         lambda x: jnp.zeros_like(x), jnp.ones((1, *SHAPE)), jax.random.key(6), num_samples=2
     )
     assert float(values[0]) == pytest.approx(0.0)
+
+
+def test_one_feature_takes_the_largest_draw():
+    # One pixel: |d_s| / |x| with d_s uniform in [-r, r]; the largest of 64 draws is within
+    # 10% of r (all 64 below 0.9 r has probability 0.9^64 = 1e-3), a mean would be near r / 2.
+    images = jnp.array([4.0, -8.0]).reshape(2, 1, 1, 1)
+    values = explain.max_sensitivity(
+        lambda x: x, images, jax.random.key(7), radius=2.0, num_samples=64
+    )
+    np.testing.assert_array_less(values, [2.0 / 4.0 + 1e-6, 2.0 / 8.0 + 1e-6])
+    np.testing.assert_array_less([0.9 * 2.0 / 4.0, 0.9 * 2.0 / 8.0], values)
