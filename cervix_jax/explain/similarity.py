@@ -18,6 +18,7 @@ Correlations are NaN when a map is constant (no ranking to compare).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -98,6 +99,7 @@ def _unit_max(a: jax.Array) -> jax.Array:
     return a / jnp.where(top > 0, top, 1.0)
 
 
+@functools.partial(jax.jit, static_argnames="measure")
 def map_similarity(a: jax.Array, b: jax.Array, measure: str) -> jax.Array:
     """Similarity of maps ``a``, ``b`` ([H, W] or [H, W, C]) by one of ``SIMILARITY_MEASURES``."""
     if measure == "spearman":
