@@ -51,7 +51,7 @@ def max_sensitivity(
     key: jax.Array,
     targets: jax.Array | None = None,
     *,
-    radius: float = 0.02 * 255.0,
+    radius: float = 5.1,
     num_samples: int = 10,
     ord: str | float = "fro",
     batch_size: int | None = None,
@@ -63,7 +63,7 @@ def max_sensitivity(
       attr_fn: ``attr_fn(image, target, *args) -> map`` (or ``attr_fn(image, *args)`` without
         targets), pure and jittable, static.
       images: [B, H, W, C]; key: PRNG key of the perturbations; targets: [B] int or None.
-      radius: L-infinity radius in image units (captum's 0.02, here times 255 for pixel space).
+      radius: L-infinity radius in image units (5.1 = captum's 0.02 times 255, pixel space).
       num_samples: perturbations per image (captum's ``n_perturb_samples``).
       ord: norm of the flattened map difference: ``'fro'`` (L2, captum's default) or a number
         / ``inf`` for ``jnp.linalg.norm``.
