@@ -18,6 +18,14 @@ from cervix_jax.explain.baselines import (
     to_normalized_space,
     uniform,
 )
+from cervix_jax.explain.complexity import effective_complexity, entropy_complexity, sparseness
+from cervix_jax.explain.faithfulness import (
+    FILL_KINDS,
+    Fill,
+    deletion_insertion_imputed,
+    impute,
+    infidelity,
+)
 from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
@@ -29,8 +37,32 @@ from cervix_jax.explain.integrated_gradients import (
     lower_integrated_gradients,
     paper_integrated_gradients,
 )
+from cervix_jax.explain.noise_tunnel import (
+    NOISE_TUNNEL_KINDS,
+    noise_tunnel,
+    noise_tunnel_batch,
+    vargrad,
+)
+from cervix_jax.explain.path_methods import (
+    blur_integrated_gradients,
+    blur_path_start,
+    gaussian_blur,
+    guided_integrated_gradients,
+)
 from cervix_jax.explain.quadrature import QUADRATURE_RULES, points_and_weights
+from cervix_jax.explain.randomization import (
+    RANDOMIZATION_KINDS,
+    Randomization,
+    layer_order,
+    model_randomization,
+    random_logit,
+    random_other_class,
+    randomization_curve,
+    randomization_schedule,
+    stage_variables,
+)
 from cervix_jax.explain.render import overlay, panel, save_panel, write_png
+from cervix_jax.explain.robustness import max_sensitivity
 from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
 from cervix_jax.explain.scores import (
     completeness_relative_error,
@@ -42,6 +74,13 @@ from cervix_jax.explain.scores import (
     sanity_check,
     spearman,
     to_heatmap,
+)
+from cervix_jax.explain.similarity import (
+    SIMILARITY_MEASURES,
+    map_similarities,
+    map_similarity,
+    pearson,
+    ssim,
 )
 from cervix_jax.explain.targets import (
     SCORE_KINDS,
@@ -89,4 +128,35 @@ __all__ = [
     "uniform",
     "without_capture_collections",
     "write_png",
+    "FILL_KINDS",
+    "Fill",
+    "NOISE_TUNNEL_KINDS",
+    "RANDOMIZATION_KINDS",
+    "Randomization",
+    "SIMILARITY_MEASURES",
+    "blur_integrated_gradients",
+    "blur_path_start",
+    "entropy_complexity",
+    "deletion_insertion_imputed",
+    "effective_complexity",
+    "gaussian_blur",
+    "guided_integrated_gradients",
+    "impute",
+    "infidelity",
+    "layer_order",
+    "map_similarities",
+    "map_similarity",
+    "max_sensitivity",
+    "model_randomization",
+    "noise_tunnel",
+    "noise_tunnel_batch",
+    "pearson",
+    "random_logit",
+    "random_other_class",
+    "randomization_curve",
+    "randomization_schedule",
+    "sparseness",
+    "ssim",
+    "stage_variables",
+    "vargrad",
 ]
