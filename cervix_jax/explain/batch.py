@@ -35,8 +35,6 @@ import dataclasses
 import functools
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -476,27 +474,6 @@ def _write_image_outputs(out, image_id: str, host: dict[str, np.ndarray], row: i
     )
 
 
-class _ProgressLine:
-    """``attribute <what>: done/total images, rate/s`` rewritten in place on stderr."""
-
-    def __init__(self, what: str, total: int, enabled: bool):
-        self.what, self.total, self.enabled = what, total, enabled
-        self.done, self.start = 0, time.perf_counter()
-
-    def add(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            sys.stderr.write(
-                f"\rattribute {self.what}: {self.done}/{self.total} images, {rate:.2f}/s "
-            )
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -610,7 +587,9 @@ def _attribute(job: _Job, out, workdir, *, write_images: bool, progress: bool) -
     writer = jax.process_index() == 0
     per_image: dict[str, dict[str, float]] = {key: {} for key in job.explainer.metric_keys}
     entries: dict[str, dict] = {}
-    meter = _ProgressLine(job.split or "files", len(job.indices), enabled=progress and writer)
+    meter = train.ProgressLine(
+        f"attribute {job.split or 'files'}", len(job.indices), enabled=progress and writer
+    )
     for step, batch in enumerate(job.batches()):
         host = job.explainer.explain_batch(batch, step)
         rows = _image_rows(host, job.image_ids)
