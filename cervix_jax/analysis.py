@@ -175,7 +175,7 @@ def parse_which(which: str | int) -> str | int:
 
 
 def load(workdir: str | os.PathLike, which: str | int = "best") -> TrainedModel:
-    """The trained model of a training workdir, restored onto this process's devices.
+    """The trained model of a training workdir, restored onto the devices present.
 
     Args:
       workdir: a workdir written by ``main.py`` (``config.json`` + ``checkpoints/``).
@@ -183,6 +183,7 @@ def load(workdir: str | os.PathLike, which: str | int = "best") -> TrainedModel:
 
     Raises:
       train.TrainingError: not a training workdir, or no such checkpoint.
+      ValueError: ``which`` is none of these.
     """
     check_workdir(workdir)
     which = parse_which(which)
