@@ -1,12 +1,17 @@
-"""Attribution maps and metrics for a split of a training workdir.
+"""Attribution maps and metrics for a split of a training workdir, or for image files.
 
     python tools/attribute.py --workdir=workdirs/demo --method=ig --steps=50 --split=test \
         --out=workdirs/demo/attributions --num_images=8 --baseline=uniform --target=predicted
+    python tools/attribute.py --workdir=workdirs/demo --images='slides/*.png' --out=maps
 
 Restores the best Orbax checkpoint of ``--workdir`` (any number of devices, or CPU), runs the
 method over the split with images sharded across devices, and writes per image
 ``OUT/<image id>.png`` (image | gradient overlay | attribution overlay) and ``.npy``, plus
 ``OUT/attribution_metrics.json`` and ``.md`` (see ``cervix_jax.explain.batch``).
+``--images`` (a folder, a quoted glob pattern or a file) explains image files instead of the
+split, through the same code: ids are the file stems made unique, the true class is unknown and
+the localization metrics are null (no cell outlines); ``images`` in the JSON maps each id to its
+file.
 ``--paper`` selects the paper's IG protocol (probability of the predicted class, left Riemann,
 50 steps, 10 uniform random baselines in [0, 255], pixel-space differences).
 
@@ -52,7 +57,12 @@ _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "IG points per vmapped chunk (0 = automatic: ~32 gradient passes per device)."
 )
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split to attribute.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "First N images of the split (0 = all).")
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Image files instead of --split: a folder, a glob pattern (quoted) or a file."
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", 0, "First N images of the split or files (0 = all)."
+)
 _BASELINE = flags.DEFINE_enum(
     "baseline",
     "uniform",
@@ -71,6 +81,21 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (random baselines, noise, re-
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's IG protocol (overrides method flags).")
 distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
+
+
+def image_files(settings) -> list[str]:
+    """The files of ``--images`` (the first ``--num_images``), each checked before any work."""
+    from cervix_jax import data
+
+    if settings.target == "label":
+        raise data.DataError(
+            "--target=label explains the true class, which image files do not have; use "
+            "--target=predicted or a class index with --images."
+        )
+    paths = data.find_images(_IMAGES.value)[: _NUM_IMAGES.value or None]
+    for path in paths:
+        data.check_image_file(path)
+    return paths
 
 
 def main(argv):
@@ -111,16 +136,20 @@ def main(argv):
     settings = batch.Settings(**settings)
     out = _OUT.value or os.path.join(_WORKDIR.value, f"attributions_{settings.method}")
     which = int(_WHICH.value) if _WHICH.value.isdigit() else _WHICH.value
+    common = dict(per_device_batch=_PER_DEVICE.value, which=which)
     try:
-        metrics = batch.attribute_split(
-            _WORKDIR.value,
-            out,
-            settings,
-            split=_SPLIT.value,
-            num_images=_NUM_IMAGES.value or None,
-            per_device_batch=_PER_DEVICE.value,
-            which=which,
-        )
+        if _IMAGES.value is None:
+            metrics = batch.attribute_split(
+                _WORKDIR.value,
+                out,
+                settings,
+                split=_SPLIT.value,
+                num_images=_NUM_IMAGES.value or None,
+                **common,
+            )
+        else:
+            paths = image_files(settings)
+            metrics = batch.attribute_files(_WORKDIR.value, out, paths, settings, **common)
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -28,6 +28,11 @@ Public API:
   eval_iterator(source, indices, *, image_size, global_batch_size, ...), num_eval_batches,
       steps_per_epoch
   resize_and_crop(image, size)         the host-side geometry, for tools
+  model_input(image, size) -> [S, S, 3] uint8   any image (file, PIL, uint8/uint16 array, RGB,
+      RGBA, grayscale) as a model trained at S sees it: to_rgb_uint8, the dataset's stored size
+      (downsize_for_storage), resize_and_crop; mask_input for its cell/nucleus masks;
+      read_image, find_images, image_ids, check_image_file, ImageFileSource (files as a
+      pipeline source, label UNKNOWN_LABEL); ImageError names the image (images.py)
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
   DataError, ManualDownloadError       errors whose message is the whole explanation
@@ -43,6 +48,20 @@ from cervix_jax.data.data_module import (
     resolved_data_config,
 )
 from cervix_jax.data.errors import DataError, ManualDownloadError
+from cervix_jax.data.images import (
+    IMAGE_SUFFIXES,
+    MIN_IMAGE_SIDE,
+    UNKNOWN_LABEL,
+    ImageError,
+    ImageFileSource,
+    check_image_file,
+    find_images,
+    image_ids,
+    mask_input,
+    model_input,
+    read_image,
+    to_rgb_uint8,
+)
 from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
@@ -55,37 +74,55 @@ from cervix_jax.data.pipeline import (
     steps_per_epoch,
     train_iterator,
 )
-from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
+from cervix_jax.data.sipakmed.sipakmed_dataset_builder import (
+    CLASS_NAMES,
+    STORED_SHORTER_SIDE,
+    downsize_for_storage,
+)
 from cervix_jax.data.splits import kfold_splits, paper_split, split_indices
 from cervix_jax.data.synthetic import write_synthetic_sipakmed
 
 __all__ = [
     "CLASS_NAMES",
+    "IMAGE_SUFFIXES",
+    "MIN_IMAGE_SIDE",
+    "STORED_SHORTER_SIDE",
+    "UNKNOWN_LABEL",
     "ArraySource",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AnnotationError",
     "DataError",
     "DataModule",
+    "ImageError",
+    "ImageFileSource",
     "ManualDownloadError",
     "SipakmedMetadata",
     "array_data_module",
     "augment",
     "build_data_module",
+    "check_image_file",
+    "downsize_for_storage",
     "eval_iterator",
+    "find_images",
+    "image_ids",
     "kfold_splits",
     "load_sipakmed",
+    "mask_input",
+    "model_input",
     "normalize",
     "num_eval_batches",
     "open_source",
     "paper_split",
     "parse_dat",
     "rasterize",
+    "read_image",
     "read_metadata",
     "resolved_data_config",
     "resize_and_crop",
     "split_indices",
     "steps_per_epoch",
+    "to_rgb_uint8",
     "train_iterator",
     "write_synthetic_sipakmed",
 ]

@@ -6,7 +6,7 @@ The host decodes the stored PNG, resizes the shorter side to ``image_size`` and 
 Batches are dicts of numpy arrays (per process: ``global_batch_size // process_count`` rows):
   image [B, S, S, 3] uint8, label [B] int32, mask [B] bool (False on padding), index [B] int32
   (record index in the data source), image_id [B] str (host only), and with ``with_masks=True``
-  cell_mask, nucleus_mask [B, S, S] uint8 in {0, 1}.
+  cell_mask, nucleus_mask [B, S, S] uint8 in {0, 1} (all 0 for records without them).
 """
 
 from __future__ import annotations
@@ -268,7 +268,13 @@ class _DecodeCrop(grain.transforms.Map):
         }
         if self.with_masks:
             for name in ("cell_mask", "nucleus_mask"):
-                out[name] = _image_field(record[name], size, nearest=True)
+                # A record without outlines (an image file) has empty masks: no localization.
+                mask = record.get(name)
+                out[name] = (
+                    np.zeros((size, size), np.uint8)
+                    if mask is None
+                    else _image_field(mask, size, nearest=True)
+                )
         return out
 
 

@@ -4,9 +4,9 @@ Methods take ``f: image [H, W, C] -> scalar`` (pure, jittable, pixel space: ``f`
 inside, so ``x - baseline`` and gradients share a space); nothing here knows about checkpoints.
 Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract.
 
-``cervix_jax.explain.batch`` (``Settings``, ``attribute_split``, ``ATTRIBUTION_METHODS``,
-``METRIC_KEYS``) is the glue
-from a training workdir to maps and metrics over a split; it is not imported here, so that the
+``cervix_jax.explain.batch`` (``Settings``, ``attribute_split``, ``attribute_files``,
+``make_explainer``, ``ATTRIBUTION_METHODS``, ``METRIC_KEYS``) is the glue from a training
+workdir to maps and metrics over a split or image files; it is not imported here, so that the
 mathematics can be used without the training wing.
 """
 

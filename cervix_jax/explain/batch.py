@@ -8,11 +8,18 @@ one jitted step per batch on the training wing's 1-D ``('data',)`` mesh
 (``cervix_jax.train.mesh``): images sharded over all devices, variables replicated, so any
 number of devices (or CPU) works.
 
+Image files go the same way (`attribute_files`): ``cervix_jax.data.ImageFileSource`` serves them
+to the same iterator, with unknown labels and no cell outlines (localization metrics null).
+Every batch, of a split, of files or of ``cervix_jax.load(...).explain``, runs through one
+`Explainer` (`make_explainer`, `Explainer.explain_batch`).
+
 Outputs (``OUT``): per image ``<image_id>.png`` (the paper's panel: image | input-gradient
 overlay | method overlay) and ``<image_id>.npy`` (raw attributions, [S, S, 3] or [S, S] for
 Grad-CAM); ``attribution_metrics.json`` and ``.md`` with, for each metric, the mean over the
-split and the per-image values. ``completeness_error`` is relative (``|sum(attr) - (f(x) -
-f(b))| / |f(x) - f(b)|``) and defined for IG only (null otherwise).
+split and the per-image values, and ``images`` (per image: label, prediction and its
+probability, target class, panel and map files, source file). ``completeness_error`` is
+relative (``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``) and defined for IG only (null
+otherwise).
 
 Baselines. The default is the paper's: uniform random images in [0, 255], averaged over
 ``num_baselines`` draws. A black baseline is 10x cheaper but a poor fit for cytology: the
@@ -28,9 +35,7 @@ import dataclasses
 import functools
 import math
 import os
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -217,7 +222,8 @@ def explain_step(
       model, normalize, settings: static (``normalize`` None = ``cervix_jax.data.normalize``).
       variables: trained ``{'params', 'batch_stats'}`` (replicated).
       random_variables: re-initialised variables for the sanity check, or None.
-      images_uint8: [B, S, S, 3]; labels: [B]; cell_mask, nucleus_mask: [B, S, S] {0, 1}.
+      images_uint8: [B, S, S, 3]; labels: [B]; cell_mask, nucleus_mask: [B, S, S] {0, 1}
+        (all 0 for an image without outlines: its localization metrics are NaN).
       key: PRNG key.
 
     Returns:
@@ -243,6 +249,10 @@ def explain_step(
         steps=settings.deletion_steps,
         f_args=(variables,),
     )
+    localization = scores.localization_metrics(heatmaps, cell_mask, nucleus_mask)
+    # An image without outlines (a file) has no localization: the ratios are NaN already.
+    outlined = jnp.any(cell_mask.reshape(cell_mask.shape[0], -1) > 0, axis=1)
+    localization["pointing_game"] = jnp.where(outlined, localization["pointing_game"], jnp.nan)
     out = {
         "logits": logits,
         "target": target,
@@ -251,7 +261,7 @@ def explain_step(
         "completeness_error": relative,
         "deletion_auc": curves["deletion_auc"],
         "insertion_auc": curves["insertion_auc"],
-        **scores.localization_metrics(heatmaps, cell_mask, nucleus_mask),
+        **localization,
     }
     if random_variables is not None:
         random_maps, _ = maps(random_variables, images, target, key)
@@ -261,29 +271,106 @@ def explain_step(
 
 
 @dataclasses.dataclass(frozen=True)
-class _Job:
-    """What ``attribute_split`` sets up once: model and variables on the mesh, the split, and
-    the settings with the chunk size resolved."""
+class Explainer:
+    """A trained model ready to explain global batches on the mesh.
 
-    config: Any
+    `attribute_split`, `attribute_files` and ``cervix_jax.load(...).explain`` all run
+    `explain_batch` over one made by `make_explainer`, so the same images, settings and batch
+    layout give the same maps (the PRNG key of batch ``step`` is ``fold_in(key(seed), step +
+    2)``).
+    """
+
     model: Any
     variables: Any
     random_variables: Any
-    source: Any
-    indices: np.ndarray
-    image_ids: np.ndarray
     mesh: jax.sharding.Mesh
     per_device_batch: int
     settings: Settings
     key: jax.Array
 
     @property
-    def image_size(self) -> int:
-        return int(self.config.data.image_size)
+    def global_batch_size(self) -> int:
+        return self.per_device_batch * int(self.mesh.devices.size)
 
     @property
     def metric_keys(self) -> tuple[str, ...]:
         return METRIC_KEYS + (("sanity_spearman",) if self.settings.sanity_check else ())
+
+    def explain_batch(self, batch: dict, step: int) -> dict[str, np.ndarray]:
+        """Global batch ``step`` through `explain_step`: its outputs, and its ``image``,
+        ``label``, ``index`` and ``mask``, as numpy on every process.
+
+        ``batch``: this process's rows, ``image`` [B, S, S, 3] uint8, ``label``, ``index``,
+        ``mask`` [B] (False on padding) and ``cell_mask``, ``nucleus_mask`` [B, S, S].
+        """
+        device = mesh_lib.global_batch(batch, self.mesh, keys=_DEVICE_KEYS)
+        result = explain_step(
+            self.model,
+            None,
+            self.settings,
+            self.variables,
+            self.random_variables,
+            device["image"],
+            device["label"],
+            device["cell_mask"],
+            device["nucleus_mask"],
+            jax.random.fold_in(self.key, step + 2),
+        )
+        passed = {name: device[name] for name in ("index", "mask", "image", "label")}
+        return mesh_lib.to_host({**result, **passed})
+
+
+def make_explainer(
+    model,
+    variables,
+    settings: Settings,
+    *,
+    image_size: int,
+    per_device_batch: int = 1,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Explainer:
+    """`Explainer` of ``model`` with ``variables`` replicated over ``mesh`` (default: every
+    device), the automatic chunk size resolved and, for the sanity check, re-initialised
+    variables (``init_variables`` from ``fold_in(key(seed), 1)``)."""
+    mesh = mesh_lib.make_mesh() if mesh is None else mesh
+    replicated = mesh_lib.replicated(mesh)
+    key = jax.random.key(settings.seed)
+    random_variables = None
+    if settings.sanity_check:
+        reinit = models.init_variables(model, jax.random.fold_in(key, 1), int(image_size))
+        random_variables = jax.device_put(reinit, replicated)
+    return Explainer(
+        model=model,
+        variables=jax.device_put(variables, replicated),
+        random_variables=random_variables,
+        mesh=mesh,
+        per_device_batch=int(per_device_batch),
+        settings=resolve_chunk_size(settings, per_device_batch),
+        key=key,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What an attribution run sets up once: the explainer and the images (records of
+    ``source`` at ``indices``; ``split`` None and ``paths`` per record for image files)."""
+
+    config: Any
+    explainer: Explainer
+    source: Any
+    indices: np.ndarray
+    image_ids: np.ndarray
+    class_names: tuple[str, ...]
+    split: str | None = None
+    paths: tuple[str, ...] | None = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.data.image_size)
+
+    @property
+    def settings(self) -> Settings:
+        return self.explainer.settings
 
     def batches(self) -> Iterator[dict]:
         """This process's rows of each global batch (the last one padded, ``mask`` False)."""
@@ -291,7 +378,7 @@ class _Job:
             self.source,
             self.indices,
             image_size=self.image_size,
-            global_batch_size=self.per_device_batch * self.mesh.devices.size,
+            global_batch_size=self.explainer.global_batch_size,
             with_masks=True,
             num_workers=int(self.config.data.get("num_workers", 0) or 0),
         )
@@ -309,52 +396,54 @@ def _split_indices(module, split: str, num_images: int | None, workdir) -> np.nd
     return indices
 
 
+def _restore(workdir, settings: Settings, per_device_batch: int, which) -> tuple[Any, Explainer]:
+    """The workdir's config and an `Explainer` of its checkpoint ``which``."""
+    config, model, variables = train.restore_inference_variables(workdir, which=which)
+    explainer = make_explainer(
+        model,
+        variables,
+        settings,
+        image_size=int(config.data.image_size),
+        per_device_batch=per_device_batch,
+    )
+    return config, explainer
+
+
 def _set_up(workdir, settings: Settings, *, split, num_images, per_device_batch, which) -> _Job:
     """Restores the checkpoint, opens the split and puts the variables on the mesh."""
-    config, model, variables = train.restore_inference_variables(workdir, which=which)
+    config, explainer = _restore(workdir, settings, per_device_batch, which)
     module = data_lib.build_data_module(config, workdir)
-    indices = _split_indices(module, split, num_images, workdir)
-    mesh = mesh_lib.make_mesh()
-    replicated = mesh_lib.replicated(mesh)
-    key = jax.random.key(settings.seed)
-    random_variables = None
-    if settings.sanity_check:
-        reinit_key = jax.random.fold_in(key, 1)
-        reinit = models.init_variables(model, reinit_key, int(config.data.image_size))
-        random_variables = jax.device_put(reinit, replicated)
     return _Job(
         config=config,
-        model=model,
-        variables=jax.device_put(variables, replicated),
-        random_variables=random_variables,
+        explainer=explainer,
         source=module.source,
-        indices=indices,
+        indices=_split_indices(module, split, num_images, workdir),
         image_ids=np.asarray(module.metadata.image_ids),
-        mesh=mesh,
-        per_device_batch=per_device_batch,
-        settings=resolve_chunk_size(settings, per_device_batch),
-        key=key,
+        class_names=tuple(module.metadata.class_names),
+        split=split,
     )
 
 
-def _attribute_batch(job: _Job, batch: dict, step: int) -> dict[str, np.ndarray]:
-    """One global batch through ``explain_step``; its outputs, images, indices and padding
-    mask as numpy on every process."""
-    device = mesh_lib.global_batch(batch, job.mesh, keys=_DEVICE_KEYS)
-    result = explain_step(
-        job.model,
-        None,
-        job.settings,
-        job.variables,
-        job.random_variables,
-        device["image"],
-        device["label"],
-        device["cell_mask"],
-        device["nucleus_mask"],
-        jax.random.fold_in(job.key, step + 2),
+def _set_up_files(workdir, paths, settings: Settings, *, per_device_batch, which) -> _Job:
+    """Restores the checkpoint and reads ``paths`` as a source (``data.ImageFileSource``)."""
+    if settings.target == "label":
+        raise ValueError(
+            "target='label' explains the true class, which image files do not have; use "
+            "target='predicted' or a class index."
+        )
+    if not paths:
+        raise ValueError("no image files to attribute.")
+    config, explainer = _restore(workdir, settings, per_device_batch, which)
+    source = data_lib.ImageFileSource(paths, int(config.data.image_size))
+    return _Job(
+        config=config,
+        explainer=explainer,
+        source=source,
+        indices=np.arange(len(source)),
+        image_ids=np.asarray(source.ids),
+        class_names=tuple(data_lib.CLASS_NAMES),
+        paths=tuple(source.paths),
     )
-    passed = {name: device[name] for name in ("index", "mask", "image")}
-    return mesh_lib.to_host({**result, **passed})
 
 
 def _image_rows(host: dict[str, np.ndarray], image_ids: np.ndarray) -> list[tuple[str, int]]:
@@ -385,27 +474,6 @@ def _write_image_outputs(out, image_id: str, host: dict[str, np.ndarray], row: i
     )
 
 
-class _ProgressLine:
-    """``attribute <split>: done/total images, rate/s`` rewritten in place on stderr."""
-
-    def __init__(self, split: str, total: int, enabled: bool):
-        self.split, self.total, self.enabled = split, total, enabled
-        self.done, self.start = 0, time.perf_counter()
-
-    def add(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            sys.stderr.write(
-                f"\rattribute {self.split}: {self.done}/{self.total} images, {rate:.2f}/s "
-            )
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -427,12 +495,33 @@ def summarize(per_image: dict[str, dict[str, float]], settings: Settings, extra:
     return out
 
 
-def _run_description(job: _Job, workdir, split: str) -> dict:
-    """The settings, split and model that ``attribution_metrics.json`` records."""
+def _image_entry(job: _Job, host: dict[str, np.ndarray], row: int, written: str | None) -> dict:
+    """The ``images`` entry of one image in ``attribution_metrics.json`` (``written``: its
+    panel and map path relative to OUT without suffix, None when not written)."""
+    label, logits = int(host["label"][row]), np.asarray(host["logits"][row], np.float64)
+    probabilities = np.exp(logits - logits.max())
+    predicted = int(np.argmax(logits))
+    known = label >= 0
+    return {
+        "label": label if known else None,
+        "label_name": job.class_names[label] if known else None,
+        "predicted": predicted,
+        "predicted_name": job.class_names[predicted],
+        "probability": float(probabilities[predicted] / probabilities.sum()),
+        "target": int(host["target"][row]),
+        "panel": None if written is None else f"{written}.png",
+        "map": None if written is None else f"{written}.npy",
+        "source": None if job.paths is None else job.paths[int(host["index"][row])],
+    }
+
+
+def _run_description(job: _Job, workdir) -> dict:
+    """The settings, split and model that ``attribution_metrics.json`` records (``split``
+    None for image files)."""
     settings = job.settings
     is_ig = settings.method == "ig"
     return {
-        "split": split,
+        "split": job.split,
         "target": settings.target,
         "score": settings.score,
         "baseline": settings.baseline if is_ig else None,
@@ -455,8 +544,9 @@ def metrics_markdown(metrics: dict) -> str:
     lines = [
         f"# Attribution metrics: {metrics['method']}",
         "",
-        f"{metrics['num_images']} images of split `{metrics.get('split', '?')}`, "
-        f"target `{metrics.get('target', '?')}`, score `{metrics.get('score', '?')}`"
+        f"{metrics['num_images']} images of "
+        + (f"split `{metrics.get('split', '?')}`" if metrics.get("split") else "image files")
+        + f", target `{metrics.get('target', '?')}`, score `{metrics.get('score', '?')}`"
         + (
             f", {metrics['steps']} steps ({metrics.get('ig_method')}), baseline "
             f"`{metrics.get('baseline')}`"
@@ -490,6 +580,35 @@ def _write_metrics(out, metrics: dict) -> None:
     files.atomic_write_text(os.path.join(out, "attribution_metrics.md"), metrics_markdown(metrics))
 
 
+def _attribute(job: _Job, out, workdir, *, write_images: bool, progress: bool) -> dict:
+    """The loop of `attribute_split` and `attribute_files`: every batch of ``job`` through its
+    explainer, per-image files and values, then ``attribution_metrics.json``/``.md``."""
+    out = os.fspath(out)
+    writer = jax.process_index() == 0
+    per_image: dict[str, dict[str, float]] = {key: {} for key in job.explainer.metric_keys}
+    entries: dict[str, dict] = {}
+    meter = train.ProgressLine(
+        f"attribute {job.split or 'files'}", len(job.indices), enabled=progress and writer
+    )
+    for step, batch in enumerate(job.batches()):
+        host = job.explainer.explain_batch(batch, step)
+        rows = _image_rows(host, job.image_ids)
+        for image_id, row in rows:
+            for key, values in per_image.items():
+                values[image_id] = float(host[key][row])
+            if writer and write_images:
+                _write_image_outputs(out, image_id, host, row, job.settings.method)
+            written = _safe_relative_path(image_id).replace(os.sep, "/") if write_images else None
+            entries[image_id] = _image_entry(job, host, row, written)
+        meter.add(len(rows))
+    meter.close()
+    metrics = summarize(per_image, job.settings, _run_description(job, workdir))
+    metrics["images"] = entries
+    if writer:
+        _write_metrics(out, metrics)
+    return metrics
+
+
 def attribute_split(
     workdir: str | os.PathLike,
     out: str | os.PathLike,
@@ -516,9 +635,10 @@ def attribute_split(
       progress: a one-line progress report on stderr.
 
     Returns:
-      The content written to ``attribution_metrics.json``.
+      The content written to ``attribution_metrics.json``: per metric the mean and the
+      per-image values, and ``images``: per image its label, prediction, probability, target
+      and files (docs/design.md).
     """
-    out = os.fspath(out)
     job = _set_up(
         workdir,
         settings,
@@ -527,20 +647,29 @@ def attribute_split(
         per_device_batch=per_device_batch,
         which=which,
     )
-    writer = jax.process_index() == 0
-    per_image: dict[str, dict[str, float]] = {key: {} for key in job.metric_keys}
-    meter = _ProgressLine(split, len(job.indices), enabled=progress and writer)
-    for step, batch in enumerate(job.batches()):
-        host = _attribute_batch(job, batch, step)
-        rows = _image_rows(host, job.image_ids)
-        for image_id, row in rows:
-            for key, values in per_image.items():
-                values[image_id] = float(host[key][row])
-            if writer and write_images:
-                _write_image_outputs(out, image_id, host, row, job.settings.method)
-        meter.add(len(rows))
-    meter.close()
-    metrics = summarize(per_image, job.settings, _run_description(job, workdir, split))
-    if writer:
-        _write_metrics(out, metrics)
-    return metrics
+    return _attribute(job, out, workdir, write_images=write_images, progress=progress)
+
+
+def attribute_files(
+    workdir: str | os.PathLike,
+    out: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    settings: Settings = Settings(),
+    *,
+    per_device_batch: int = 1,
+    which: str | int = "best",
+    write_images: bool = True,
+    progress: bool = True,
+) -> dict:
+    """`attribute_split` for image files (``cervix_jax.data.find_images``): same batches,
+    maps and outputs; ids are the file stems made unique (``data.image_ids``), ``label`` is
+    null and the localization metrics are null (no cell outlines).
+
+    Raises:
+      ValueError: ``settings.target == 'label'`` (files have no true class), no paths.
+      cervix_jax.data.ImageError: a file that cannot be read (named).
+    """
+    job = _set_up_files(
+        workdir, list(paths), settings, per_device_batch=per_device_batch, which=which
+    )
+    return _attribute(job, out, workdir, write_images=write_images, progress=progress)

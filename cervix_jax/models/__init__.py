@@ -15,6 +15,8 @@ Public surface (contract in docs/design.md):
   ``apply(..., mutable=['intermediates'])`` returns it as ``intermediates['last_conv'][0]``,
   and passing ``perturbations={'last_conv': zeros}`` (see :func:`last_conv_perturbation`)
   lets ``jax.grad`` with respect to the perturbation give its gradient.
+- Embeddings: ``pooled_features(model, variables, x) -> [B, D]``, the pooled last conv map
+  the head reads (before dropout), sown into ``intermediates['pooled_features']``.
 - ``init_variables(model, rng, input_shape)``: ``{'params', 'batch_stats'}`` only (Flax's own
   ``model.init`` also returns the ``intermediates`` and ``perturbations`` collections made by
   the Grad-CAM hook; ``apply`` does not need them). ``abstract_variables`` gives the shapes.
@@ -26,7 +28,7 @@ Public surface (contract in docs/design.md):
 
 from __future__ import annotations
 
-from cervix_jax.models._common import LAST_CONV, BatchNorm
+from cervix_jax.models._common import LAST_CONV, POOLED_FEATURES, BatchNorm
 from cervix_jax.models.channel_attention import RCAB, ChannelAttention
 from cervix_jax.models.densenet import DenseNet
 from cervix_jax.models.registry import (
@@ -36,6 +38,7 @@ from cervix_jax.models.registry import (
     create_model,
     init_variables,
     last_conv_perturbation,
+    pooled_features,
 )
 from cervix_jax.models.residual_attention import ResidualAttentionNet
 from cervix_jax.models.resnet import ResNet
@@ -50,6 +53,7 @@ from cervix_jax.models.torchvision import (
 __all__ = [
     "LAST_CONV",
     "MODEL_NAMES",
+    "POOLED_FEATURES",
     "RCAB",
     "TORCHVISION_ARCHS",
     "BatchNorm",
@@ -65,5 +69,6 @@ __all__ = [
     "last_conv_perturbation",
     "load_converted",
     "merge_pretrained",
+    "pooled_features",
     "save_converted",
 ]

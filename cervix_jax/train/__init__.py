@@ -14,7 +14,8 @@ Public surface (contract in docs/design.md):
 - ``mesh``: the ``('data',)`` device mesh, shardings and global batches (``make_mesh``,
   ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
 - ``user_errors()``: the exception types entry points print without a traceback.
-- ``classification_metrics``, ``load_config_json``.
+- ``ProgressLine``: the one-line ``done/total images`` counter of the tools over images.
+- ``classification_metrics``, ``load_config_json``, ``has_checkpoints``.
 
 Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
 ``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
@@ -29,14 +30,17 @@ from cervix_jax.train.builders import Parts
 from cervix_jax.train.errors import TrainingError, user_errors
 from cervix_jax.train.loop import evaluate, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
+from cervix_jax.train.progress import ProgressLine
 from cervix_jax.train.restore import restore_inference_variables
-from cervix_jax.train.workdir import load_config_json
+from cervix_jax.train.workdir import has_checkpoints, load_config_json
 
 __all__ = [
     "Parts",
+    "ProgressLine",
     "TrainingError",
     "classification_metrics",
     "evaluate",
+    "has_checkpoints",
     "load_config_json",
     "mesh",
     "restore_inference_variables",
