@@ -30,11 +30,13 @@ Public API:
   resize_and_crop(image, size)         the host-side geometry, for tools
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
+  label_maps(cytoplasm, nuclei, h, w)  per-cell label maps (0 background, k = cell k)
+  cell_label_fields(record, size), count_cells(record)   a record's label maps at input size
   DataError, ManualDownloadError       errors whose message is the whole explanation
 """
 
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
-from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
+from cervix_jax.data.annotations import AnnotationError, label_maps, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
 from cervix_jax.data.data_module import (
     DataModule,
@@ -46,6 +48,8 @@ from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
+    cell_label_fields,
+    count_cells,
     eval_iterator,
     load_sipakmed,
     num_eval_batches,
@@ -72,8 +76,11 @@ __all__ = [
     "array_data_module",
     "augment",
     "build_data_module",
+    "cell_label_fields",
+    "count_cells",
     "eval_iterator",
     "kfold_splits",
+    "label_maps",
     "load_sipakmed",
     "normalize",
     "num_eval_batches",

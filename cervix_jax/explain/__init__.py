@@ -2,7 +2,9 @@
 
 Methods take ``f: image [H, W, C] -> scalar`` (pure, jittable, pixel space: ``f`` normalises
 inside, so ``x - baseline`` and gradients share a space); nothing here knows about checkpoints.
-Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract.
+Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract, and so
+are the attention networks' own maps (``attention``). ``cells`` scores any map cell by cell
+against the polygons' label maps (masses, deciding cell, concentration, cell occlusion).
 
 ``cervix_jax.explain.batch`` (``Settings``, ``attribute_split``, ``ATTRIBUTION_METHODS``,
 ``METRIC_KEYS``) is the glue
@@ -10,6 +12,7 @@ from a training workdir to maps and metrics over a split; it is not imported her
 mathematics can be used without the training wing.
 """
 
+from cervix_jax.explain.attention import attention_kind, attention_maps
 from cervix_jax.explain.baselines import (
     BASELINE_KINDS,
     black,
@@ -18,6 +21,17 @@ from cervix_jax.explain.baselines import (
     to_normalized_space,
     uniform,
 )
+from cervix_jax.explain.cells import (
+    CELL_METRIC_KEYS,
+    background_fill,
+    cell_masses,
+    cell_metrics,
+    cell_occlusion,
+    cell_scores,
+    masked_spearman,
+    pixel_maps,
+)
+from cervix_jax.explain.errors import ExplainError
 from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
@@ -52,12 +66,21 @@ from cervix_jax.explain.targets import (
 
 __all__ = [
     "BASELINE_KINDS",
+    "CELL_METRIC_KEYS",
+    "ExplainError",
     "IGResult",
     "PAPER_PRESET",
     "QUADRATURE_RULES",
     "SCORE_KINDS",
+    "attention_kind",
+    "attention_maps",
+    "background_fill",
     "black",
     "blurred",
+    "cell_masses",
+    "cell_metrics",
+    "cell_occlusion",
+    "cell_scores",
     "class_score_fn",
     "completeness_relative_error",
     "deletion_insertion",
@@ -73,8 +96,10 @@ __all__ = [
     "localization_ratio",
     "lower_integrated_gradients",
     "make_baselines",
+    "masked_spearman",
     "overlay",
     "paper_integrated_gradients",
+    "pixel_maps",
     "panel",
     "pointing_game",
     "points_and_weights",
