@@ -8,11 +8,33 @@ one jitted step per batch on the training wing's 1-D ``('data',)`` mesh
 (``cervix_jax.train.mesh``): images sharded over all devices, variables replicated, so any
 number of devices (or CPU) works.
 
-Outputs (``OUT``): per image ``<image_id>.png`` (the paper's panel: image | input-gradient
-overlay | method overlay) and ``<image_id>.npy`` (raw attributions, [S, S, 3] or [S, S] for
-Grad-CAM); ``attribution_metrics.json`` and ``.md`` with, for each metric, the mean over the
-split and the per-image values. ``completeness_error`` is relative (``|sum(attr) - (f(x) -
-f(b))| / |f(x) - f(b)|``) and defined for IG only (null otherwise).
+Outputs (``OUT``): per image ``<image_id>.png`` (panel: image | input-gradient overlay |
+method overlay, signed maps on a diverging scale by default, cell and nucleus outlines, the
+deciding cell marked, true and predicted class in the heading; ``cervix_jax.explain.render``)
+and ``<image_id>.npy`` (raw attributions, [S, S, 3], or [S, S] for Grad-CAM and attention);
+``attribution_metrics.json`` and ``.md`` with, for each metric, the mean over the split and the
+per-image values; ``curves.npz`` (every image's deletion and insertion curve) with
+``curves.png`` (their mean and spread), and ``cell_scores.png`` (cell-level scores per class).
+``completeness_error`` is relative (``|sum(attr) - (f(x) - f(b))| / |f(x) - f(b)|``) and
+defined for IG only (null otherwise).
+
+``attribution_metrics.json`` (contract shared with the report gallery): the settings; one
+entry ``{"mean", "per_image": {image_id: value | null}}`` per metric (``METRIC_KEYS``, then the
+cell-level ``cells.CELL_METRIC_KEYS``); ``images``: per image ``label``, ``label_name``
+(null when unknown), ``predicted``, ``predicted_name``, ``probability`` (of the predicted
+class), ``target``, ``panel`` and ``map`` (paths relative to OUT; null when not written),
+``source`` (the image file, null for a split) and ``cells`` (``num_cells``, ``deciding_cell``
+and ``pointing_cell`` (0 = background; null without cells), and lists indexed by label k,
+index 0 the background: ``present``, ``positive_mass``, ``signed_mass``, ``occlusion_drop``);
+``aggregates``: the mean of every metric ``by_true_class``, ``by_predicted_class`` and
+``by_correctness`` (``correct`` / ``wrong``), each group with its ``num_images``; ``figures``:
+the run's files (``curves``, ``curves_data``, ``cell_scores``).
+
+Cell-level scores need outlines: the split's label maps (``cervix_jax.data``: ``cell_labels``,
+``nucleus_labels``, at the input resolution). ``explain_step`` takes them (with the union masks)
+as an optional ``outlines`` dict; without it (images from files) every score that needs
+outlines is NaN (null in the JSON). Images may have at most ``Settings.max_cells`` cells
+(static shapes); a split with more is refused before any work, naming the image.
 
 Baselines. The default is the paper's: uniform random images in [0, 255], averaged over
 ``num_baselines`` draws. A black baseline is 10x cheaper but a poor fit for cytology: the
@@ -40,12 +62,14 @@ import numpy as np
 from cervix_jax import data as data_lib
 from cervix_jax import files, models, train
 from cervix_jax.explain import baselines as baselines_lib
-from cervix_jax.explain import render, saliency, scores, targets
+from cervix_jax.explain import cells, figures, render, saliency, scores, targets
+from cervix_jax.explain.attention import attention_kind, attention_maps
+from cervix_jax.explain.errors import ExplainError
 from cervix_jax.explain.gradcam import gradcam
 from cervix_jax.explain.integrated_gradients import integrated_gradients_batch
 from cervix_jax.train import mesh as mesh_lib
 
-ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad")
+ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradient", "gradcam", "smoothgrad", "attention")
 # Gradient passes evaluated together per device when the chunk size is automatic (memory per
 # pass: docs/performance.md, "Attribution tool").
 PASSES_PER_DEVICE = 32
@@ -57,8 +81,11 @@ METRIC_KEYS: tuple[str, ...] = (
     "deletion_auc",
     "insertion_auc",
 )
+CELL_METRIC_KEYS = cells.CELL_METRIC_KEYS
+# What explain_step's ``outlines`` hold: union masks and per-cell label maps, [B, S, S].
+OUTLINE_KEYS: tuple[str, ...] = ("cell_mask", "nucleus_mask", "cell_labels", "nucleus_labels")
 # The entries of a data batch the step needs on device (``image_id`` stays on the host).
-_DEVICE_KEYS = ("image", "label", "cell_mask", "nucleus_mask", "index", "mask")
+_DEVICE_KEYS = ("image", "label", "index", "mask", "num_cells", *OUTLINE_KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +93,9 @@ class Settings:
     """How to attribute (hashable: a static argument of the jitted step).
 
     Attributes:
-      method: ``ig`` | ``gradient`` | ``gradcam`` | ``smoothgrad`` (over the input gradient).
+      method: ``ig`` | ``gradient`` | ``gradcam`` | ``smoothgrad`` (over the input gradient) |
+        ``attention`` (the network's own attention maps, ``explain.attention``, from each
+        image's minimum).
       steps: IG quadrature points.
       ig_method: quadrature rule (``quadrature.QUADRATURE_RULES``).
       chunk_size: IG points per vmapped chunk; None = automatic (``resolve_chunk_size``).
@@ -79,6 +108,9 @@ class Settings:
       sanity_check: also compute maps with re-initialised weights and their Spearman
         correlation with the trained model's (Adebayo et al. 2018).
       seed: PRNG seed (random baselines, SmoothGrad noise, re-initialisation).
+      max_cells: the most cells an image may have (static shape of the per-cell arrays).
+      occlusion_chunk: cells per image removed together in one forward pass of the cell
+        occlusion; None = automatic (``resolve_chunk_size``).
     """
 
     method: str = "ig"
@@ -94,6 +126,8 @@ class Settings:
     deletion_steps: int = 16
     sanity_check: bool = False
     seed: int = 0
+    max_cells: int = 64
+    occlusion_chunk: int | None = None
 
     def __post_init__(self):
         if self.method not in ATTRIBUTION_METHODS:
@@ -111,22 +145,28 @@ class Settings:
             raise ValueError(
                 f"target={self.target!r}: expected 'predicted', 'label' or a class index."
             )
+        if int(self.max_cells) < 1:
+            raise ValueError(f"max_cells={self.max_cells}: expected at least 1.")
 
 
 def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
-    """``settings`` with an automatic IG chunk size made explicit.
+    """``settings`` with automatic chunk sizes made explicit.
 
     About ``PASSES_PER_DEVICE`` gradient passes at once per device: the images of a device and
-    their uniform baselines are vmapped too, so the chunk is ``PASSES_PER_DEVICE // (images
-    per device x baselines)`` points, at least 1 and at most ``steps``. Other settings (another
-    method, a chunk size already given) come back unchanged.
+    their uniform baselines are vmapped too, so the IG chunk is ``PASSES_PER_DEVICE // (images
+    per device x baselines)`` points, at least 1 and at most ``steps``. The cell occlusion
+    (forward passes only) removes ``PASSES_PER_DEVICE // images per device`` cells of every
+    image at once, at least 1 and at most ``max_cells``. Sizes already given stay.
     """
-    if settings.method != "ig" or settings.chunk_size is not None:
-        return settings
-    num_baselines = settings.num_baselines if settings.baseline == "uniform" else 1
-    passes_per_point = per_device_batch * num_baselines
-    chunk = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
-    return dataclasses.replace(settings, chunk_size=chunk)
+    updates = {}
+    if settings.occlusion_chunk is None:
+        chunk = PASSES_PER_DEVICE // max(1, per_device_batch)
+        updates["occlusion_chunk"] = max(1, min(settings.max_cells, chunk))
+    if settings.method == "ig" and settings.chunk_size is None:
+        num_baselines = settings.num_baselines if settings.baseline == "uniform" else 1
+        passes_per_point = per_device_batch * num_baselines
+        updates["chunk_size"] = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
+    return dataclasses.replace(settings, **updates) if updates else settings
 
 
 @functools.cache
@@ -185,6 +225,11 @@ def _method_maps(model, normalize, settings: Settings, variables, images, target
             )
 
         return jax.vmap(one)(images, target_classes, noise_keys), no_error
+    if settings.method == "attention":
+        # A soft mask never reaches 0 (a sigmoid; 0.5 gates nothing), so its level is no
+        # evidence: each image's map is scored and shown from its own minimum.
+        maps = attention_maps(model, variables, images, preprocess=normalize)
+        return maps - maps.min(axis=(1, 2), keepdims=True), no_error
     cams = gradcam(model, variables, images, target_classes, preprocess=normalize)
     return cams, no_error
 
@@ -198,6 +243,41 @@ def _target_classes(settings: Settings, logits: jax.Array, labels: jax.Array) ->
     return jnp.full(logits.shape[0], int(settings.target), jnp.int32)
 
 
+def _no_outlines(images: jax.Array) -> dict[str, jax.Array]:
+    """Outlines of images without cells: every score that needs outlines becomes NaN."""
+    zeros = jnp.zeros(images.shape[:3], jnp.int32)
+    return {key: zeros for key in OUTLINE_KEYS}
+
+
+def _outline_scores(
+    settings: Settings, probability, variables, images, attributions, target, outlines
+) -> dict[str, jax.Array]:
+    """Localisation against the union masks, and the cell-level scores with cell occlusion."""
+    heatmaps = jax.vmap(scores.to_heatmap)(attributions)
+    labels = outlines["cell_labels"]
+    occlusion = cells.cell_occlusion(
+        probability,
+        images,
+        labels,
+        target,
+        max_cells=settings.max_cells,
+        chunk=settings.occlusion_chunk or 1,
+        f_args=(variables,),
+    )
+    per_cell = cells.cell_metrics(
+        attributions,
+        labels,
+        outlines["nucleus_labels"],
+        occlusion["drop"],
+        max_cells=settings.max_cells,
+    )
+    return {
+        **scores.localization_metrics(heatmaps, outlines["cell_mask"], outlines["nucleus_mask"]),
+        **per_cell,
+        "occlusion_drop": occlusion["drop"],
+    }
+
+
 @functools.partial(jax.jit, static_argnames=("model", "normalize", "settings"))
 def explain_step(
     model,
@@ -207,8 +287,7 @@ def explain_step(
     random_variables,
     images_uint8,
     labels,
-    cell_mask,
-    nucleus_mask,
+    outlines,
     key,
 ) -> dict[str, jax.Array]:
     """Everything about one batch, on device.
@@ -217,12 +296,19 @@ def explain_step(
       model, normalize, settings: static (``normalize`` None = ``cervix_jax.data.normalize``).
       variables: trained ``{'params', 'batch_stats'}`` (replicated).
       random_variables: re-initialised variables for the sanity check, or None.
-      images_uint8: [B, S, S, 3]; labels: [B]; cell_mask, nucleus_mask: [B, S, S] {0, 1}.
+      images_uint8: [B, S, S, 3]; labels: [B].
+      outlines: ``{cell_mask, nucleus_mask}`` ([B, S, S] {0, 1}) and ``{cell_labels,
+        nucleus_labels}`` ([B, S, S] int in [0, max_cells]) (``OUTLINE_KEYS``), or None for
+        images without outlines (their localisation and cell scores are NaN).
       key: PRNG key.
 
     Returns:
-      dict of [B, ...] arrays: ``logits``, ``target``, ``attributions``, ``gradient`` and the
-      per-image metrics (``METRIC_KEYS``, plus ``sanity_spearman`` when asked).
+      dict of [B, ...] arrays: ``logits``, ``target``, ``attributions``, ``gradient``,
+      ``deletion_curve`` and ``insertion_curve`` [B, deletion_steps + 1], the per-image
+      metrics (``METRIC_KEYS``, ``CELL_METRIC_KEYS``, plus ``sanity_spearman`` when asked),
+      and the per-cell arrays of ``cells.cell_metrics`` ([B, max_cells + 1]: ``positive_mass``,
+      ``signed_mass``, ``present``, ...; ``deciding_cell``, ``pointing_cell`` [B]) with
+      ``occlusion_drop`` [B, max_cells + 1].
     """
     normalize = data_lib.normalize if normalize is None else normalize
     images = jnp.asarray(images_uint8, jnp.float32)
@@ -234,7 +320,6 @@ def explain_step(
     f = targets.class_score_fn(logits_fn, settings.score)
     gradient = saliency.input_gradients(f, images, target, (variables,))
     probability = targets.class_score_fn(logits_fn, "probability")
-    heatmaps = jax.vmap(scores.to_heatmap)(attributions)
     curves = scores.deletion_insertion(
         probability,
         images,
@@ -243,17 +328,18 @@ def explain_step(
         steps=settings.deletion_steps,
         f_args=(variables,),
     )
+    outlines = _no_outlines(images) if outlines is None else outlines
     out = {
         "logits": logits,
         "target": target,
         "attributions": attributions,
         "gradient": gradient,
         "completeness_error": relative,
-        "deletion_auc": curves["deletion_auc"],
-        "insertion_auc": curves["insertion_auc"],
-        **scores.localization_metrics(heatmaps, cell_mask, nucleus_mask),
+        **curves,
+        **_outline_scores(settings, probability, variables, images, attributions, target, outlines),
     }
     if random_variables is not None:
+        heatmaps = jax.vmap(scores.to_heatmap)(attributions)
         random_maps, _ = maps(random_variables, images, target, key)
         random_heat = jax.vmap(scores.to_heatmap)(random_maps)
         out["sanity_spearman"] = scores.sanity_check(heatmaps, random_heat, absolute=True)
@@ -276,6 +362,7 @@ class _Job:
     per_device_batch: int
     settings: Settings
     key: jax.Array
+    class_names: tuple[str, ...]
 
     @property
     def image_size(self) -> int:
@@ -283,7 +370,8 @@ class _Job:
 
     @property
     def metric_keys(self) -> tuple[str, ...]:
-        return METRIC_KEYS + (("sanity_spearman",) if self.settings.sanity_check else ())
+        sanity = ("sanity_spearman",) if self.settings.sanity_check else ()
+        return METRIC_KEYS + sanity + CELL_METRIC_KEYS
 
     def batches(self) -> Iterator[dict]:
         """This process's rows of each global batch (the last one padded, ``mask`` False)."""
@@ -309,11 +397,34 @@ def _split_indices(module, split: str, num_images: int | None, workdir) -> np.nd
     return indices
 
 
+def _check_cell_counts(source, indices: np.ndarray, image_ids, max_cells: int) -> None:
+    """Refuses, before any work, a split with an image of more than ``max_cells`` cells."""
+    records = (
+        source.__getitems__([int(i) for i in indices])
+        if hasattr(source, "__getitems__")
+        else [source[int(i)] for i in indices]
+    )
+    counts = np.asarray([data_lib.count_cells(r) for r in records], np.int64)
+    if len(counts) and counts.max() > max_cells:
+        worst = int(np.argmax(counts))
+        raise ExplainError(
+            f"image {image_ids[int(indices[worst])]} has {counts[worst]} cells, more than "
+            f"max_cells={max_cells} (the static size of the per-cell scores); pass "
+            f"--max_cells={counts.max()} or more."
+        )
+
+
 def _set_up(workdir, settings: Settings, *, split, num_images, per_device_batch, which) -> _Job:
-    """Restores the checkpoint, opens the split and puts the variables on the mesh."""
+    """Restores the checkpoint, opens the split and puts the variables on the mesh; refuses
+    a method the model cannot serve and images with too many cells before any work."""
     config, model, variables = train.restore_inference_variables(workdir, which=which)
+    size = int(config.data.image_size)
+    if settings.method == "attention":
+        attention_kind(model, variables, (size, size, 3))
     module = data_lib.build_data_module(config, workdir)
     indices = _split_indices(module, split, num_images, workdir)
+    image_ids = np.asarray(module.metadata.image_ids)
+    _check_cell_counts(module.source, indices, image_ids, settings.max_cells)
     mesh = mesh_lib.make_mesh()
     replicated = mesh_lib.replicated(mesh)
     key = jax.random.key(settings.seed)
@@ -329,17 +440,18 @@ def _set_up(workdir, settings: Settings, *, split, num_images, per_device_batch,
         random_variables=random_variables,
         source=module.source,
         indices=indices,
-        image_ids=np.asarray(module.metadata.image_ids),
+        image_ids=image_ids,
         mesh=mesh,
         per_device_batch=per_device_batch,
         settings=resolve_chunk_size(settings, per_device_batch),
         key=key,
+        class_names=tuple(module.metadata.class_names),
     )
 
 
 def _attribute_batch(job: _Job, batch: dict, step: int) -> dict[str, np.ndarray]:
-    """One global batch through ``explain_step``; its outputs, images, indices and padding
-    mask as numpy on every process."""
+    """One global batch through ``explain_step``; its outputs, images, labels, outlines,
+    indices and padding mask as numpy on every process."""
     device = mesh_lib.global_batch(batch, job.mesh, keys=_DEVICE_KEYS)
     result = explain_step(
         job.model,
@@ -349,12 +461,11 @@ def _attribute_batch(job: _Job, batch: dict, step: int) -> dict[str, np.ndarray]
         job.random_variables,
         device["image"],
         device["label"],
-        device["cell_mask"],
-        device["nucleus_mask"],
+        {name: device[name] for name in OUTLINE_KEYS},
         jax.random.fold_in(job.key, step + 2),
     )
-    passed = {name: device[name] for name in ("index", "mask", "image")}
-    return mesh_lib.to_host({**result, **passed})
+    passed = ("index", "mask", "image", "label", "num_cells", "cell_labels", "nucleus_labels")
+    return mesh_lib.to_host({**result, **{name: device[name] for name in passed}})
 
 
 def _image_rows(host: dict[str, np.ndarray], image_ids: np.ndarray) -> list[tuple[str, int]]:
@@ -371,7 +482,26 @@ def _safe_relative_path(image_id: str) -> str:
     return os.path.join(*parts)
 
 
-def _write_image_outputs(out, image_id: str, host: dict[str, np.ndarray], row: int, method: str):
+def _class_name(class_names: tuple[str, ...], index: int) -> str | None:
+    return class_names[index] if 0 <= index < len(class_names) else None
+
+
+def _heading(info: dict, method: str) -> str:
+    """The panel's heading: true class, prediction and its probability, deciding cell."""
+    truth = info["label_name"] or "unknown"
+    parts = [
+        f"true: {truth}",
+        f"predicted: {info['predicted_name']} (p = {info['probability']:.2f})",
+    ]
+    if info["target"] != info["predicted"]:
+        parts.append(f"explained: class {info['target']}")
+    deciding = info["cells"]["deciding_cell"]
+    if deciding:
+        parts.append(f"deciding cell ({method}): {deciding}")
+    return "  |  ".join(parts)
+
+
+def _write_image_outputs(out, image_id: str, host, row: int, info: dict, method, style) -> None:
     """``OUT/<image_id>.npy`` (raw attributions) and ``.png`` (the panel) of one image."""
     base = os.path.join(os.fspath(out), _safe_relative_path(image_id))
     attributions = host["attributions"][row]
@@ -381,8 +511,52 @@ def _write_image_outputs(out, image_id: str, host: dict[str, np.ndarray], row: i
         host["image"][row],
         host["gradient"][row],
         attributions,
-        titles=("image", "gradient", method),
+        titles=("image and cells", "input gradient", method),
+        heading=_heading(info, method),
+        style=style,
+        cell_labels=host["cell_labels"][row],
+        nucleus_labels=host["nucleus_labels"][row],
+        deciding_cell=int(info["cells"]["deciding_cell"] or 0),
     )
+
+
+def _cells_entry(host: dict[str, np.ndarray], row: int) -> dict:
+    """The ``cells`` of an image's ``images`` entry: lists indexed by label (0 = background)."""
+    count = int(host["num_cells"][row])
+    present = host["present"][row][: count + 1]
+    valid = bool(present.any())
+    listed = lambda key: [_finite_or_none(v) for v in host[key][row][: count + 1]]
+    drops = listed("occlusion_drop")
+    return {
+        "num_cells": count,
+        "deciding_cell": int(host["deciding_cell"][row]) if valid else None,
+        "pointing_cell": int(host["pointing_cell"][row]) if valid else None,
+        "present": [bool(p) for p in present],
+        "positive_mass": listed("positive_mass"),
+        "signed_mass": listed("signed_mass"),
+        "occlusion_drop": [None] + drops[1:] if drops else [],
+    }
+
+
+def _image_entry(host, row: int, class_names, image_id: str, written: bool) -> dict:
+    """An image's entry of ``images`` in ``attribution_metrics.json`` (module docstring)."""
+    logits = np.asarray(host["logits"][row], np.float64)
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    predicted, label = int(np.argmax(logits)), int(host["label"][row])
+    path = _safe_relative_path(image_id).replace(os.sep, "/")
+    return {
+        "label": label if label >= 0 else None,
+        "label_name": _class_name(class_names, label),
+        "predicted": predicted,
+        "predicted_name": _class_name(class_names, predicted),
+        "probability": float(probabilities[predicted]),
+        "target": int(host["target"][row]),
+        "panel": path + ".png" if written else None,
+        "map": path + ".npy" if written else None,
+        "source": None,
+        "cells": _cells_entry(host, row),
+    }
 
 
 class _ProgressLine:
@@ -427,6 +601,50 @@ def summarize(per_image: dict[str, dict[str, float]], settings: Settings, extra:
     return out
 
 
+def _metric_names(metrics: dict) -> list[str]:
+    """The per-image metrics of ``attribution_metrics.json``, in their order."""
+    return [k for k, v in metrics.items() if isinstance(v, dict) and "per_image" in v]
+
+
+def aggregates(metrics: dict, class_names: tuple[str, ...]) -> dict:
+    """Means of every per-image metric by true class, predicted class and correctness.
+
+    Args:
+      metrics: ``attribution_metrics.json`` content with its ``images`` block.
+      class_names: the label order (groups follow it; empty groups are left out).
+
+    Returns:
+      ``{'by_true_class' | 'by_predicted_class': {class name: group}, 'by_correctness':
+      {'correct' | 'wrong': group}}``, a group being ``{'num_images': n, 'metrics': {key:
+      mean of the finite values | None}}``. Images without a known label are counted only by
+      predicted class.
+    """
+    members: dict[str, dict[str, list[str]]] = {
+        "by_true_class": {c: [] for c in class_names},
+        "by_predicted_class": {c: [] for c in class_names},
+        "by_correctness": {"correct": [], "wrong": []},
+    }
+    for image_id, info in metrics["images"].items():
+        members["by_predicted_class"].setdefault(info["predicted_name"], []).append(image_id)
+        if info["label_name"] is not None:
+            members["by_true_class"].setdefault(info["label_name"], []).append(image_id)
+            right = "correct" if info["label"] == info["predicted"] else "wrong"
+            members["by_correctness"][right].append(image_id)
+
+    def group(ids: list[str]) -> dict:
+        means = {}
+        for key in _metric_names(metrics):
+            values = [metrics[key]["per_image"].get(i) for i in ids]
+            finite = [v for v in values if v is not None]
+            means[key] = float(np.mean(finite)) if finite else None
+        return {"num_images": len(ids), "metrics": means}
+
+    return {
+        grouping: {name: group(ids) for name, ids in groups.items() if ids}
+        for grouping, groups in members.items()
+    }
+
+
 def _run_description(job: _Job, workdir, split: str) -> dict:
     """The settings, split and model that ``attribution_metrics.json`` records."""
     settings = job.settings
@@ -442,15 +660,61 @@ def _run_description(job: _Job, workdir, split: str) -> dict:
         ),
         "chunk_size": settings.chunk_size if is_ig else None,
         "deletion_steps": settings.deletion_steps,
+        "max_cells": settings.max_cells,
         "workdir": os.fspath(workdir),
         "model": job.config.model.name,
         "image_size": job.image_size,
     }
 
 
+def _aggregate_markdown(metrics: dict, show) -> list[str]:
+    """One table per grouping of ``aggregates``: a row per metric, a column per group."""
+    lines = []
+    titles = {
+        "by_true_class": "By true class",
+        "by_predicted_class": "By predicted class",
+        "by_correctness": "Correct vs wrong predictions",
+    }
+    for grouping, groups in metrics.get("aggregates", {}).items():
+        if not groups:
+            continue
+        names = list(groups)
+        lines += [
+            "",
+            f"## {titles.get(grouping, grouping)}",
+            "",
+            "| metric | " + " | ".join(f"{g} (n={groups[g]['num_images']})" for g in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for key in _metric_names(metrics):
+            row = [show(groups[g]["metrics"].get(key)) for g in names]
+            lines.append(f"| {key} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _image_markdown(metrics: dict, names: list[str], show) -> list[str]:
+    """The per-image table: classes, deciding cell and every metric."""
+    images = metrics.get("images", {})
+    lines = [
+        "",
+        "## Per image",
+        "",
+        "| image | true | predicted (p) | deciding cell | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for image_id in list(metrics[names[0]]["per_image"]) if names else []:
+        info = images.get(image_id, {})
+        predicted = f"{info.get('predicted_name', '?')} ({show(info.get('probability'))})"
+        deciding = (info.get("cells") or {}).get("deciding_cell")
+        row = [str(info.get("label_name")), predicted, str(deciding or "-")]
+        row += [show(metrics[k]["per_image"].get(image_id)) for k in names]
+        lines.append(f"| {image_id} | " + " | ".join(row) + " |")
+    return lines
+
+
 def metrics_markdown(metrics: dict) -> str:
     """A short Markdown report of ``attribution_metrics.json``."""
-    names = [k for k in metrics if isinstance(metrics[k], dict) and "per_image" in metrics[k]]
+    names = _metric_names(metrics)
     show = lambda v: "n/a" if v is None else f"{v:.4g}"
     lines = [
         f"# Attribution metrics: {metrics['method']}",
@@ -468,19 +732,20 @@ def metrics_markdown(metrics: dict) -> str:
         "Localisation ratios: share of positive attribution in the region / its area share "
         "(1.0 = uniform). Pointing game: energy share inside the cells. Completeness: "
         "relative error. Deletion (low is good) and insertion (high is good) AUCs of the "
-        "target probability.",
+        "target probability. Cell level (per cell outline): shares of the positive mass in "
+        "nuclei, cytoplasm rings and background; top_cell_share, the deciding cell's share "
+        "of the mass on cells, and cell_gini (1 = all on one cell); cell_pointing_game, the "
+        "map's maximum on a cell; occlusion_spearman, rank agreement of the cells' signed "
+        "masses with the drop in target probability when each cell is replaced by the "
+        "background (0 = chance); occlusion_top_agreement, the deciding cell is the one "
+        "whose removal costs most.",
         "",
         "| metric | mean |",
         "|---|---|",
         *[f"| {k} | {show(metrics[k]['mean'])} |" for k in names],
-        "",
-        "| image | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        *_aggregate_markdown(metrics, show),
+        *_image_markdown(metrics, names, show),
     ]
-    ids = list(metrics[names[0]]["per_image"]) if names else []
-    for image_id in ids:
-        row = [show(metrics[k]["per_image"].get(image_id)) for k in names]
-        lines.append(f"| {image_id} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -488,6 +753,50 @@ def _write_metrics(out, metrics: dict) -> None:
     """``OUT/attribution_metrics.json`` and ``OUT/attribution_metrics.md``."""
     files.atomic_write_json(os.path.join(out, "attribution_metrics.json"), metrics)
     files.atomic_write_text(os.path.join(out, "attribution_metrics.md"), metrics_markdown(metrics))
+
+
+FIGURES = {"curves": "curves.png", "curves_data": "curves.npz", "cell_scores": "cell_scores.png"}
+
+
+def _write_run_figures(out, metrics: dict, curves: dict[str, list], image_size: int) -> None:
+    """``curves.npz`` (per-image deletion/insertion curves), ``curves.png``, and
+    ``cell_scores.png`` (cell-level scores per true class)."""
+    steps = len(curves["deletion_curve"][0]) - 1
+    pixels = image_size * image_size
+    fraction = np.round(np.linspace(0, pixels, steps + 1)) / pixels
+    arrays = {
+        "image_id": np.asarray(curves["image_id"], dtype=str),
+        "fraction": fraction.astype(np.float32),
+        "deletion_curve": np.asarray(curves["deletion_curve"], np.float32),
+        "insertion_curve": np.asarray(curves["insertion_curve"], np.float32),
+    }
+    with files.atomic_path(os.path.join(out, FIGURES["curves_data"])) as tmp:
+        np.savez(tmp, **arrays)
+    figures.plot_curves(
+        os.path.join(out, FIGURES["curves"]),
+        arrays["fraction"],
+        arrays["deletion_curve"],
+        arrays["insertion_curve"],
+        title=f"{metrics['method']} on {metrics['num_images']} images ({metrics['model']})",
+    )
+    figures.plot_cell_scores(os.path.join(out, FIGURES["cell_scores"]), metrics)
+
+
+class _Collected:
+    """What the batches leave on the host: per-image metrics, ``images`` entries, curves."""
+
+    def __init__(self, metric_keys: tuple[str, ...]):
+        self.per_image: dict[str, dict[str, float]] = {key: {} for key in metric_keys}
+        self.images: dict[str, dict] = {}
+        self.curves: dict[str, list] = {"image_id": [], "deletion_curve": [], "insertion_curve": []}
+
+    def add(self, image_id: str, host, row: int, info: dict) -> None:
+        for key, values in self.per_image.items():
+            values[image_id] = float(host[key][row])
+        self.images[image_id] = info
+        self.curves["image_id"].append(image_id)
+        for key in ("deletion_curve", "insertion_curve"):
+            self.curves[key].append(np.asarray(host[key][row], np.float32))
 
 
 def attribute_split(
@@ -501,8 +810,9 @@ def attribute_split(
     which: str | int = "best",
     write_images: bool = True,
     progress: bool = True,
+    panel_style: str = "signed",
 ) -> dict:
-    """Attributes ``split`` of a training workdir; writes panels, ``.npy`` and metrics.
+    """Attributes ``split`` of a training workdir; writes panels, ``.npy``, metrics, figures.
 
     Args:
       workdir: training workdir (``config.json`` + Orbax ``checkpoints/``).
@@ -514,10 +824,14 @@ def attribute_split(
       which: checkpoint (``best``, ``latest`` or a step).
       write_images: write the per-image PNG panels and ``.npy`` files.
       progress: a one-line progress report on stderr.
+      panel_style: ``signed`` (diverging, positive and negative evidence) or ``positive``
+        (the paper's green), see ``render.PANEL_STYLES``.
 
     Returns:
-      The content written to ``attribution_metrics.json``.
+      The content written to ``attribution_metrics.json`` (module docstring).
     """
+    if panel_style not in render.PANEL_STYLES:
+        raise ValueError(f"panel_style={panel_style!r}: expected one of {render.PANEL_STYLES}.")
     out = os.fspath(out)
     job = _set_up(
         workdir,
@@ -528,19 +842,24 @@ def attribute_split(
         which=which,
     )
     writer = jax.process_index() == 0
-    per_image: dict[str, dict[str, float]] = {key: {} for key in job.metric_keys}
+    collected = _Collected(job.metric_keys)
     meter = _ProgressLine(split, len(job.indices), enabled=progress and writer)
     for step, batch in enumerate(job.batches()):
         host = _attribute_batch(job, batch, step)
         rows = _image_rows(host, job.image_ids)
         for image_id, row in rows:
-            for key, values in per_image.items():
-                values[image_id] = float(host[key][row])
+            info = _image_entry(host, row, job.class_names, image_id, write_images)
+            collected.add(image_id, host, row, info)
             if writer and write_images:
-                _write_image_outputs(out, image_id, host, row, job.settings.method)
+                method = job.settings.method
+                _write_image_outputs(out, image_id, host, row, info, method, panel_style)
         meter.add(len(rows))
     meter.close()
-    metrics = summarize(per_image, job.settings, _run_description(job, workdir, split))
+    metrics = summarize(collected.per_image, job.settings, _run_description(job, workdir, split))
+    metrics["images"] = collected.images
+    metrics["aggregates"] = aggregates(metrics, job.class_names)
+    metrics["figures"] = dict(FIGURES)
     if writer:
+        _write_run_figures(out, metrics, collected.curves, job.image_size)
         _write_metrics(out, metrics)
     return metrics

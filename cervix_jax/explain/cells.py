@@ -14,10 +14,14 @@ Per image and map (pure JAX, ``vmap``-ed over the batch):
   f(baseline)``) summed over each cell and the background. Cells plus background = the total.
 - Shares of the positive mass in the nuclei, the cytoplasm rings (cell minus nucleus) and the
   background (they add up to 1).
-- The deciding cell: the cell with the largest positive mass (1-based; 0 when there is none).
-- Concentration over the cells present (area > 0 at this resolution): ``top_cell_share`` (the
-  deciding cell's share of the mass on cells) and ``cell_gini`` (Gini coefficient of the cells'
-  masses, scaled by n / (n - 1) so that 1 = all on one cell, 0 = equal masses).
+- The deciding cell: the cell with the largest signed mass, the one whose pixels add most to
+  the target's score (1-based; 0 when no cell adds anything). Signed, not positive: a large
+  cell collects positive noise of an integrated-gradients map even where its net effect is
+  against the target. For non-negative maps (Grad-CAM, attention) both are the same.
+- Concentration of the positive mass over the cells present (area > 0 at this resolution):
+  ``top_cell_share`` (the largest cell mass over the mass on all cells) and ``cell_gini`` (Gini
+  coefficient of the cells' masses, scaled by n / (n - 1) so that 1 = all on one cell, 0 =
+  equal masses).
 - Cell pointing game: the label under the map's maximum (``pointing_cell``; 0 = background)
   and whether it is a cell.
 - Cell occlusion (no gradient): the target score minus the score with cell k's pixels (its
@@ -143,7 +147,8 @@ def cell_scores(
     valid = has_cells & (total > 0)
     undefined = lambda x: jnp.where(valid, x, jnp.nan)
     nuclei = masses["nucleus_positive"].sum()
-    deciding = jnp.where(valid & (on_cells.sum() > 0), jnp.argmax(on_cells), 0)
+    signed_on_cells = jnp.where(present, masses["signed"], -jnp.inf)
+    deciding = jnp.where(valid & (signed_on_cells.max() > 0), jnp.argmax(signed_on_cells), 0)
     heat, _ = pixel_maps(attributions)
     pointing = jnp.asarray(cell_labels, jnp.int32).ravel()[jnp.argmax(heat.ravel())]
     return {

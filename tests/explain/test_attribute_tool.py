@@ -43,4 +43,26 @@ def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
         assert len(metrics[key]["per_image"]) == 3
     for image_id in metrics["insertion_auc"]["per_image"]:
         assert (out / f"{image_id}.png").exists() and (out / f"{image_id}.npy").exists()
+        assert metrics["images"][image_id]["panel"] == f"{image_id}.png"
+        assert metrics["images"][image_id]["cells"]["num_cells"] >= 1
     assert (out / "attribution_metrics.md").exists()
+    for name in metrics["figures"].values():
+        assert (out / name).exists(), name
+    assert "occlusion_spearman=" in done.stdout or metrics["occlusion_spearman"]["mean"] is None
+
+
+@pytest.mark.slow
+def test_attention_on_a_network_without_attention_is_one_clear_line(tmp_path, tiny_trained_workdir):
+    out = tmp_path / "attention"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
+    command = [
+        sys.executable,
+        os.path.join(REPO, "tools", "attribute.py"),
+        f"--workdir={tiny_trained_workdir}",
+        f"--out={out}",
+        "--method=attention",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 1
+    assert "error: method='attention' needs a network with attention, but ResNet" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -54,6 +54,11 @@ def test_concentration_pointing_and_the_deciding_cell_in_closed_form():
     heat[2, 10] += 0.5  # the maximum, inside cell 2 (mass 3.5)
     out = explain.cell_metrics(heat[None], cells[None], nuclei[None], max_cells=K)
     assert int(out["deciding_cell"][0]) == 2 and int(out["pointing_cell"][0]) == 2
+    # The deciding cell is the one with the largest signed mass: positive noise over a large
+    # cell whose net effect is negative does not make it decide.
+    signed = heat - np.where(cells == 2, 4.0 / (cells == 2).sum(), 0.0)  # cell 2 nets -0.5
+    other = explain.cell_metrics(signed[None], cells[None], nuclei[None], max_cells=K)
+    assert int(other["deciding_cell"][0]) == 1 and int(other["pointing_cell"][0]) == 2
     assert float(out["cell_pointing_game"][0]) == 1.0
     np.testing.assert_allclose(out["top_cell_share"][0], 3.5 / 4.5, rtol=1e-6)
     np.testing.assert_allclose(out["cell_share_background"][0], 4.0 / 8.5, rtol=1e-6)
