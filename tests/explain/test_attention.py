@@ -12,7 +12,8 @@ SIZE = 32
 
 
 def _sown(model, variables, x, name):
-    _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    apply = jax.jit(lambda v, z: model.apply(v, z, train=False, mutable=["intermediates"]))
+    _, state = apply(variables, x)
     flat = flax.traverse_util.flatten_dict(state["intermediates"])
     return [value[0] for path, value in flat.items() if path[-1] == name]
 
@@ -22,26 +23,17 @@ def _upsampled(maps):
 
 
 def test_residual_attention_map_is_the_mean_of_the_upsampled_soft_masks():
-    model = models.create_model("attention92_tiny", 5)
+    model = models.create_model("attention56_tiny", 5)
     variables = models.init_variables(model, jax.random.key(0), SIZE)
     x = jax.random.normal(jax.random.key(1), (2, SIZE, SIZE, 3))
     assert explain.attention_kind(model, variables, (SIZE, SIZE, 3)) == models.SOFT_MASK
     got = explain.attention_maps(model, variables, x)
     masks = _sown(model, variables, x, models.SOFT_MASK)
-    assert len(masks) == 4  # 1 + 2 + 1 attention modules
+    assert len(masks) == 3  # one attention module per stage
     expected = jnp.mean(jnp.stack(_upsampled(masks)), axis=0)
     assert got.shape == (2, SIZE, SIZE) and got.dtype == jnp.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert 0.0 < float(got.min()) <= float(got.max()) < 1.0
-    # Pixel-space images through a preprocessing function give the maps of its output.
-    pixels = jax.random.uniform(jax.random.key(2), (2, SIZE, SIZE, 3), maxval=255.0)
-    preprocess = explain.to_normalized_space
-    np.testing.assert_allclose(
-        explain.attention_maps(model, variables, pixels, preprocess=preprocess),
-        explain.attention_maps(model, variables, jax.vmap(preprocess)(pixels)),
-        rtol=1e-5,
-        atol=1e-6,
-    )
 
 
 def test_channel_attention_map_is_the_deepest_layers_weighted_features():
