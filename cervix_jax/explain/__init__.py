@@ -44,7 +44,14 @@ from cervix_jax.explain.integrated_gradients import (
     paper_integrated_gradients,
 )
 from cervix_jax.explain.quadrature import QUADRATURE_RULES, points_and_weights
-from cervix_jax.explain.render import overlay, panel, save_panel, write_png
+from cervix_jax.explain.render import (
+    PANEL_STYLES,
+    overlay,
+    panel,
+    save_panel,
+    signed_overlay,
+    write_png,
+)
 from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
 from cervix_jax.explain.scores import (
     completeness_relative_error,
@@ -69,6 +76,7 @@ __all__ = [
     "CELL_METRIC_KEYS",
     "ExplainError",
     "IGResult",
+    "PANEL_STYLES",
     "PAPER_PRESET",
     "QUADRATURE_RULES",
     "SCORE_KINDS",
@@ -107,6 +115,7 @@ __all__ = [
     "predicted_class",
     "sanity_check",
     "save_panel",
+    "signed_overlay",
     "smoothgrad",
     "spearman",
     "to_heatmap",

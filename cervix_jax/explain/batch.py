@@ -486,23 +486,22 @@ def _class_name(class_names: tuple[str, ...], index: int) -> str | None:
     return class_names[index] if 0 <= index < len(class_names) else None
 
 
-def _heading(info: dict, method: str) -> str:
+def _heading(info: dict, method: str, class_names: tuple[str, ...]) -> str:
     """The panel's heading: true class, prediction and its probability, deciding cell."""
-    truth = info["label_name"] or "unknown"
     parts = [
-        f"true: {truth}",
+        f"true: {info['label_name'] or 'unknown'}",
         f"predicted: {info['predicted_name']} (p = {info['probability']:.2f})",
     ]
     if info["target"] != info["predicted"]:
-        parts.append(f"explained: class {info['target']}")
-    deciding = info["cells"]["deciding_cell"]
-    if deciding:
-        parts.append(f"deciding cell ({method}): {deciding}")
+        parts.append(f"explained: {_class_name(class_names, info['target'])}")
+    if info["cells"]["num_cells"]:
+        parts.append(f"deciding cell ({method}): {info['cells']['deciding_cell'] or 'none'}")
     return "  |  ".join(parts)
 
 
-def _write_image_outputs(out, image_id: str, host, row: int, info: dict, method, style) -> None:
+def _write_image_outputs(out, image_id: str, host, row: int, info: dict, job, style) -> None:
     """``OUT/<image_id>.npy`` (raw attributions) and ``.png`` (the panel) of one image."""
+    method = job.settings.method
     base = os.path.join(os.fspath(out), _safe_relative_path(image_id))
     attributions = host["attributions"][row]
     files.atomic_save_npy(base + ".npy", np.asarray(attributions, np.float32))
@@ -512,7 +511,7 @@ def _write_image_outputs(out, image_id: str, host, row: int, info: dict, method,
         host["gradient"][row],
         attributions,
         titles=("image and cells", "input gradient", method),
-        heading=_heading(info, method),
+        heading=_heading(info, method, job.class_names),
         style=style,
         cell_labels=host["cell_labels"][row],
         nucleus_labels=host["nucleus_labels"][row],
@@ -733,9 +732,10 @@ def metrics_markdown(metrics: dict) -> str:
         "(1.0 = uniform). Pointing game: energy share inside the cells. Completeness: "
         "relative error. Deletion (low is good) and insertion (high is good) AUCs of the "
         "target probability. Cell level (per cell outline): shares of the positive mass in "
-        "nuclei, cytoplasm rings and background; top_cell_share, the deciding cell's share "
-        "of the mass on cells, and cell_gini (1 = all on one cell); cell_pointing_game, the "
-        "map's maximum on a cell; occlusion_spearman, rank agreement of the cells' signed "
+        "nuclei, cytoplasm rings and background; top_cell_share, the largest cell's share "
+        "of the positive mass on cells, and cell_gini (1 = all on one cell); the deciding "
+        "cell has the largest signed mass; cell_pointing_game, the map's maximum on a "
+        "cell; occlusion_spearman, rank agreement of the cells' signed "
         "masses with the drop in target probability when each cell is replaced by the "
         "background (0 = chance); occlusion_top_agreement, the deciding cell is the one "
         "whose removal costs most.",
@@ -777,7 +777,7 @@ def _write_run_figures(out, metrics: dict, curves: dict[str, list], image_size: 
         arrays["fraction"],
         arrays["deletion_curve"],
         arrays["insertion_curve"],
-        title=f"{metrics['method']} on {metrics['num_images']} images ({metrics['model']})",
+        title=f"{metrics['method']} maps of {metrics['model']}",
     )
     figures.plot_cell_scores(os.path.join(out, FIGURES["cell_scores"]), metrics)
 
@@ -851,8 +851,7 @@ def attribute_split(
             info = _image_entry(host, row, job.class_names, image_id, write_images)
             collected.add(image_id, host, row, info)
             if writer and write_images:
-                method = job.settings.method
-                _write_image_outputs(out, image_id, host, row, info, method, panel_style)
+                _write_image_outputs(out, image_id, host, row, info, job, panel_style)
         meter.add(len(rows))
     meter.close()
     metrics = summarize(collected.per_image, job.settings, _run_description(job, workdir, split))
