@@ -20,7 +20,7 @@ _CELL_SCORES = (
     ("top_cell_share", "top-cell share"),
     ("cell_gini", "Gini over cells"),
     ("cell_pointing_game", "max on a cell"),
-    ("occlusion_spearman", "IG-occlusion rank corr."),
+    ("occlusion_spearman", "map vs occlusion rank corr."),
     ("occlusion_top_agreement", "deciding = occlusion top"),
 )
 _REGIONS = (

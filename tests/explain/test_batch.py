@@ -220,6 +220,39 @@ def test_attention_maps_of_an_attention_network_are_scored(monkeypatch, trained,
     assert attention.shape == (SIZE, SIZE) and attention.min() == 0.0  # from its minimum
 
 
+def test_images_without_outlines_get_nan_for_what_needs_them(trained):
+    """File images have no polygons: the step runs without outlines, and every score that
+    needs them is NaN while the others are numbers."""
+    _, model, variables, _, module = trained
+    batch_ = next(
+        data.eval_iterator(
+            module.source, module.splits["test"][:4], image_size=SIZE, global_batch_size=4
+        )
+    )
+    settings = batch.resolve_chunk_size(batch.Settings(method="gradient", deletion_steps=4), 4)
+    out = batch.explain_step(
+        model,
+        None,
+        settings,
+        variables,
+        None,
+        batch_["image"],
+        batch_["label"],
+        None,
+        jax.random.key(0),
+    )
+    for key in (
+        "localization_cells",
+        "localization_nuclei",
+        "pointing_game",
+        *batch.CELL_METRIC_KEYS,
+    ):
+        assert np.isnan(np.asarray(out[key])).all(), key
+    assert np.isfinite(np.asarray(out["deletion_auc"])).all()
+    assert not np.asarray(out["occlusion_drop"]).any()
+    assert out["occlusion_drop"].shape == (4, settings.max_cells + 1)
+
+
 def test_refusals_come_before_any_work(monkeypatch, trained, tmp_path):
     _, _, variables, _, module = trained
     out = tmp_path / "out"
