@@ -271,11 +271,13 @@ def _outline_scores(
         occlusion["drop"],
         max_cells=settings.max_cells,
     )
-    return {
-        **scores.localization_metrics(heatmaps, outlines["cell_mask"], outlines["nucleus_mask"]),
-        **per_cell,
-        "occlusion_drop": occlusion["drop"],
-    }
+    localization = scores.localization_metrics(
+        heatmaps, outlines["cell_mask"], outlines["nucleus_mask"]
+    )
+    # An image without cells has nothing to point at (the energy share would read 0).
+    has_cells = jnp.asarray(outlines["cell_mask"]).any(axis=(1, 2))
+    localization["pointing_game"] = jnp.where(has_cells, localization["pointing_game"], jnp.nan)
+    return {**localization, **per_cell, "occlusion_drop": occlusion["drop"]}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "normalize", "settings"))

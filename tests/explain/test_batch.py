@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import cervix_jax.train
-from cervix_jax import data, explain, models
+from cervix_jax import data, explain
 from cervix_jax.explain import batch
 from tests.explain import tiny_models
 
@@ -201,23 +201,26 @@ def test_other_methods_write_maps(monkeypatch, trained, tmp_path, method):
 
 
 def test_attention_maps_of_an_attention_network_are_scored(monkeypatch, trained, tmp_path):
-    config, _, _, _, _ = trained
-    # The channel-attention network: the Residual Attention Network's maps are tested in
-    # test_attention.py (its compile would double this file's time).
-    model = models.create_model("densenet121_rca_tiny", 5)
-    variables = models.init_variables(model, jax.random.key(0), SIZE)
+    """The batch path of ``method='attention'`` on a tiny soft-mask network (the registry's
+    attention networks are tested in test_attention.py; their compile would double this
+    file's time)."""
+    config, _, _, _, module = trained
+    model = tiny_models.TinyAttentionCNN()
+    variables = tiny_models.init(model, jax.random.key(0), SIZE)
     monkeypatch.setattr(
         cervix_jax.train, "restore_inference_variables", lambda *a, **k: (config, model, variables)
     )
-    monkeypatch.setattr(data, "build_data_module", lambda *a, **k: trained[4])
+    monkeypatch.setattr(data, "build_data_module", lambda *a, **k: module)
     settings = batch.Settings(method="attention", deletion_steps=4)
     metrics = batch.attribute_split("unused", tmp_path, settings, num_images=4, progress=False)
     assert metrics["method"] == "attention" and metrics["num_images"] == 4
-    for key in batch.CELL_METRIC_KEYS[:-2] + ("localization_cells", "deletion_auc"):
+    for key in batch.METRIC_KEYS[1:] + batch.CELL_METRIC_KEYS[:-2]:
         assert metrics[key]["mean"] is not None, key
+    assert metrics["completeness_error"]["mean"] is None  # IG only
     first = next(iter(metrics["images"]))
     attention = np.load(tmp_path / f"{first}.npy")
     assert attention.shape == (SIZE, SIZE) and attention.min() == 0.0  # from its minimum
+    assert metrics["images"][first]["panel"] == f"{first}.png"
 
 
 def test_images_without_outlines_get_nan_for_what_needs_them(trained):
