@@ -16,11 +16,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Train on a generated synthetic SIPaKMeD, then explain a few test images of the best checkpoint.
+# Train on a generated synthetic SIPaKMeD, then explain a few test images of the best checkpoint
+# with integrated gradients and with the network's own channel attention (same images, same scores).
 demo: venv
 	$(PY) main.py --config=configs/rca.py:demo --workdir=$(DEMO_WORKDIR)
 	$(PY) tools/attribute.py --workdir=$(DEMO_WORKDIR) --method=ig --steps=48 \
 	  --baseline=uniform --num_baselines=3 --num_images=6 --out=$(DEMO_WORKDIR)/attributions
+	$(PY) tools/attribute.py --workdir=$(DEMO_WORKDIR) --method=attention --num_images=6 \
+	  --out=$(DEMO_WORKDIR)/attributions_attention
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,8 +6,12 @@
 
 Restores the best Orbax checkpoint of ``--workdir`` (any number of devices, or CPU), runs the
 method over the split with images sharded across devices, and writes per image
-``OUT/<image id>.png`` (image | gradient overlay | attribution overlay) and ``.npy``, plus
-``OUT/attribution_metrics.json`` and ``.md`` (see ``cervix_jax.explain.batch``).
+``OUT/<image id>.png`` (image and cells | gradient overlay | attribution overlay, signed on a
+diverging scale unless ``--panel_style=positive``) and ``.npy``, plus
+``OUT/attribution_metrics.json`` and ``.md`` (with the cell-level scores and their aggregates
+by class), ``curves.npz``/``curves.png`` and ``cell_scores.png`` (see
+``cervix_jax.explain.batch``). ``--method=attention`` scores the network's own attention
+maps (attention56, attention92, densenet121_rca) with the same metrics.
 ``--images`` (a folder, a quoted glob pattern or a file) explains image files instead of the
 split, through the same code: ids are the file stems made unique, the true class is unknown and
 the localization metrics are null (no cell outlines); ``images`` in the JSON maps each id to its
@@ -35,7 +39,9 @@ try:  # a Python without the project's packages says what to do instead of a tra
         PAPER_PRESET,
         QUADRATURE_RULES,
         SCORE_KINDS,
+        ExplainError,
         batch,
+        render,
     )
     from cervix_jax.train import distributed
 except ModuleNotFoundError as e:
@@ -45,7 +51,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json +
 _OUT = flags.DEFINE_string(
     "out", None, "Output directory (default: WORKDIR/attributions_<method>)."
 )
-_METHOD = flags.DEFINE_enum("method", "ig", batch.ATTRIBUTION_METHODS, "Method.")
+_METHOD = flags.DEFINE_enum(
+    "method",
+    "ig",
+    batch.ATTRIBUTION_METHODS,
+    "Method; attention = the network's own attention maps (attention56/92, densenet121_rca).",
+)
 _STEPS = flags.DEFINE_integer("steps", 50, "Integrated-gradients steps.")
 _IG_METHOD = flags.DEFINE_enum(
     "ig_method",
@@ -79,6 +90,18 @@ _PER_DEVICE = flags.DEFINE_integer("per_device_batch", 1, "Images per device per
 _WHICH = flags.DEFINE_string("which", "best", "Checkpoint: best | latest | a step.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (random baselines, noise, re-init).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's IG protocol (overrides method flags).")
+_MAX_CELLS = flags.DEFINE_integer(
+    "max_cells",
+    64,
+    "Most cells an image may have (static size of the per-cell scores).",
+    lower_bound=1,
+)
+_PANEL_STYLE = flags.DEFINE_enum(
+    "panel_style",
+    "signed",
+    render.PANEL_STYLES,
+    "Panels: signed (red for / blue against the target) or positive (the paper's green).",
+)
 distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
@@ -122,6 +145,7 @@ def main(argv):
         deletion_steps=_DELETION_STEPS.value,
         sanity_check=_SANITY.value,
         seed=_SEED.value,
+        max_cells=_MAX_CELLS.value,
     )
     if _PAPER.value:
         settings.update(
@@ -136,7 +160,7 @@ def main(argv):
     settings = batch.Settings(**settings)
     out = _OUT.value or os.path.join(_WORKDIR.value, f"attributions_{settings.method}")
     which = int(_WHICH.value) if _WHICH.value.isdigit() else _WHICH.value
-    common = dict(per_device_batch=_PER_DEVICE.value, which=which)
+    common = dict(per_device_batch=_PER_DEVICE.value, which=which, panel_style=_PANEL_STYLE.value)
     try:
         if _IMAGES.value is None:
             metrics = batch.attribute_split(
@@ -150,13 +174,14 @@ def main(argv):
         else:
             paths = image_files(settings)
             metrics = batch.attribute_files(_WORKDIR.value, out, paths, settings, **common)
-    except user_errors() as e:
+    except (*user_errors(), ExplainError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if jax.process_index() != 0:
         return
+    keys = batch.METRIC_KEYS + batch.CELL_METRIC_KEYS
     means = ", ".join(
-        f"{k}={metrics[k]['mean']:.4g}" for k in batch.METRIC_KEYS if metrics[k]["mean"] is not None
+        f"{k}={metrics[k]['mean']:.4g}" for k in keys if metrics[k]["mean"] is not None
     )
     print(f"{metrics['num_images']} images -> {out}: {means}")
 

@@ -35,11 +35,13 @@ Public API:
       pipeline source, label UNKNOWN_LABEL); ImageError names the image (images.py)
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
+  label_maps(cytoplasm, nuclei, h, w)  per-cell label maps (0 background, k = cell k)
+  cell_label_fields(record, size), count_cells(record)   a record's label maps at input size
   DataError, ManualDownloadError       errors whose message is the whole explanation
 """
 
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
-from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
+from cervix_jax.data.annotations import AnnotationError, label_maps, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
 from cervix_jax.data.data_module import (
     DataModule,
@@ -65,6 +67,8 @@ from cervix_jax.data.images import (
 from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
+    cell_label_fields,
+    count_cells,
     eval_iterator,
     load_sipakmed,
     num_eval_batches,
@@ -103,10 +107,13 @@ __all__ = [
     "build_data_module",
     "check_image_file",
     "downsize_for_storage",
+    "cell_label_fields",
+    "count_cells",
     "eval_iterator",
     "find_images",
     "image_ids",
     "kfold_splits",
+    "label_maps",
     "load_sipakmed",
     "mask_input",
     "model_input",

@@ -2,7 +2,9 @@
 
 Methods take ``f: image [H, W, C] -> scalar`` (pure, jittable, pixel space: ``f`` normalises
 inside, so ``x - baseline`` and gradients share a space); nothing here knows about checkpoints.
-Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract.
+Grad-CAM is the exception that needs a Flax model following the ``last_conv`` contract, and so
+are the attention networks' own maps (``attention``). ``cells`` scores any map cell by cell
+against the polygons' label maps (masses, deciding cell, concentration, cell occlusion).
 
 ``cervix_jax.explain.batch`` (``Settings``, ``attribute_split``, ``attribute_files``,
 ``make_explainer``, ``ATTRIBUTION_METHODS``, ``METRIC_KEYS``) is the glue from a training
@@ -10,6 +12,7 @@ workdir to maps and metrics over a split or image files; it is not imported here
 mathematics can be used without the training wing.
 """
 
+from cervix_jax.explain.attention import attention_kind, attention_maps
 from cervix_jax.explain.baselines import (
     BASELINE_KINDS,
     black,
@@ -17,6 +20,16 @@ from cervix_jax.explain.baselines import (
     make_baselines,
     to_normalized_space,
     uniform,
+)
+from cervix_jax.explain.cells import (
+    CELL_METRIC_KEYS,
+    background_fill,
+    cell_masses,
+    cell_metrics,
+    cell_occlusion,
+    cell_scores,
+    masked_spearman,
+    pixel_maps,
 )
 from cervix_jax.explain.complexity import effective_complexity, entropy_complexity, sparseness
 from cervix_jax.explain.faithfulness import (
@@ -26,6 +39,7 @@ from cervix_jax.explain.faithfulness import (
     impute,
     infidelity,
 )
+from cervix_jax.explain.errors import ExplainError
 from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
@@ -61,7 +75,14 @@ from cervix_jax.explain.randomization import (
     randomization_schedule,
     stage_variables,
 )
-from cervix_jax.explain.render import overlay, panel, save_panel, write_png
+from cervix_jax.explain.render import (
+    PANEL_STYLES,
+    overlay,
+    panel,
+    save_panel,
+    signed_overlay,
+    write_png,
+)
 from cervix_jax.explain.robustness import max_sensitivity
 from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
 from cervix_jax.explain.scores import (
@@ -91,12 +112,22 @@ from cervix_jax.explain.targets import (
 
 __all__ = [
     "BASELINE_KINDS",
+    "CELL_METRIC_KEYS",
+    "ExplainError",
     "IGResult",
+    "PANEL_STYLES",
     "PAPER_PRESET",
     "QUADRATURE_RULES",
     "SCORE_KINDS",
+    "attention_kind",
+    "attention_maps",
+    "background_fill",
     "black",
     "blurred",
+    "cell_masses",
+    "cell_metrics",
+    "cell_occlusion",
+    "cell_scores",
     "class_score_fn",
     "completeness_relative_error",
     "deletion_insertion",
@@ -112,8 +143,10 @@ __all__ = [
     "localization_ratio",
     "lower_integrated_gradients",
     "make_baselines",
+    "masked_spearman",
     "overlay",
     "paper_integrated_gradients",
+    "pixel_maps",
     "panel",
     "pointing_game",
     "points_and_weights",
@@ -121,6 +154,7 @@ __all__ = [
     "predicted_class",
     "sanity_check",
     "save_panel",
+    "signed_overlay",
     "smoothgrad",
     "spearman",
     "to_heatmap",

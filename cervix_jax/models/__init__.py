@@ -17,6 +17,11 @@ Public surface (contract in docs/design.md):
   lets ``jax.grad`` with respect to the perturbation give its gradient.
 - Embeddings: ``pooled_features(model, variables, x) -> [B, D]``, the pooled last conv map
   the head reads (before dropout), sown into ``intermediates['pooled_features']``.
+- Attention maps (``cervix_jax.explain.attention``): with ``mutable=['intermediates']`` each
+  Residual Attention module returns its soft mask averaged over channels as
+  ``intermediates[...]['soft_mask']`` (``SOFT_MASK``) and each channel-attention layer its input
+  weighted by its attention weights as ``[...]['channel_attention_map']``
+  (``CHANNEL_ATTENTION_MAP``); both ``[B, h, w]`` float32, parameters and logits unchanged.
 - ``init_variables(model, rng, input_shape)``: ``{'params', 'batch_stats'}`` only (Flax's own
   ``model.init`` also returns the ``intermediates`` and ``perturbations`` collections made by
   the Grad-CAM hook; ``apply`` does not need them). ``abstract_variables`` gives the shapes.
@@ -28,7 +33,13 @@ Public surface (contract in docs/design.md):
 
 from __future__ import annotations
 
-from cervix_jax.models._common import LAST_CONV, POOLED_FEATURES, BatchNorm
+from cervix_jax.models._common import (
+    CHANNEL_ATTENTION_MAP,
+    LAST_CONV,
+    POOLED_FEATURES,
+    SOFT_MASK,
+    BatchNorm,
+)
 from cervix_jax.models.channel_attention import RCAB, ChannelAttention
 from cervix_jax.models.densenet import DenseNet
 from cervix_jax.models.registry import (
@@ -51,7 +62,9 @@ from cervix_jax.models.torchvision import (
 )
 
 __all__ = [
+    "CHANNEL_ATTENTION_MAP",
     "LAST_CONV",
+    "SOFT_MASK",
     "MODEL_NAMES",
     "POOLED_FEATURES",
     "RCAB",

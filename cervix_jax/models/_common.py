@@ -21,6 +21,11 @@ import jax.numpy as jnp
 LAST_CONV = "last_conv"
 # Name of the pooled features the classifier head reads (embeddings).
 POOLED_FEATURES = "pooled_features"
+# Names of the attention networks' own maps in ``intermediates`` (docs/design.md): each
+# Residual Attention module's soft mask and each channel-attention layer's weighted feature
+# map, [B, h, w] float32 (``cervix_jax.explain.attention`` turns them into one map).
+SOFT_MASK = "soft_mask"
+CHANNEL_ATTENTION_MAP = "channel_attention_map"
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # torch momentum 0.1: running = 0.9 * running + 0.1 * batch
