@@ -32,6 +32,7 @@ from cervix_jax.explain.cells import (
     pixel_maps,
 )
 from cervix_jax.explain.complexity import effective_complexity, entropy_complexity, sparseness
+from cervix_jax.explain.errors import ExplainError
 from cervix_jax.explain.faithfulness import (
     FILL_KINDS,
     Fill,
@@ -39,7 +40,6 @@ from cervix_jax.explain.faithfulness import (
     impute,
     infidelity,
 )
-from cervix_jax.explain.errors import ExplainError
 from cervix_jax.explain.gradcam import gradcam, without_capture_collections
 from cervix_jax.explain.integrated_gradients import (
     PAPER_PRESET,
