@@ -25,14 +25,14 @@ demo: venv
 
 # The paper's study (tools/study.py) end to end, small: the four architectures (tiny variants)
 # x full/cropped/masked x 2 of 3 folds on a synthetic SIPaKMeD at 32 px, each run explained
-# with IG (16 steps x 2 baselines, 24 test images), then study.json/.md/.html.
+# with IG (16 steps x 2 baselines, 16 test images), then study.json/.md/.html.
 study-demo: venv
 	$(PY) tools/study.py --workdir=$(STUDY_WORKDIR) --config=configs/default.py:demo \
 	  --models=resnet50_tiny,attention92_tiny,densenet121_tiny,densenet121_rca_tiny \
 	  --variants=full,cropped,masked --folds=3 --run_folds=0,1 \
-	  --config.data.synthetic_images_per_class=20 --config.data.image_size=32 \
-	  --config.data.num_workers=0 --config.num_epochs=6 \
-	  --ig_steps=16 --ig_baselines=2 --explain_images=24
+	  --config.data.synthetic_images_per_class=12 --config.data.image_size=32 \
+	  --config.data.num_workers=0 --config.num_epochs=4 \
+	  --ig_steps=16 --ig_baselines=2 --explain_images=16
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

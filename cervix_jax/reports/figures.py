@@ -79,13 +79,12 @@ def forest(
     means: Sequence[float],
     intervals: Sequence[tuple[float, float] | None],
     boot: Sequence[tuple[float, float] | None],
-    title: str,
 ) -> bytes:
     """One row per comparison: the mean difference, its corrected t interval (thick) and its
     bootstrap interval (thin), and the line of no difference."""
     plt = _pyplot()
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(8.0, 0.36 * n + 1.0))
+    fig, ax = plt.subplots(figsize=(7.0, 0.34 * n + 0.9))
     y = np.arange(n)[::-1]
     # The axis spans the means and bootstrap intervals; a t interval of few folds can be far
     # wider (t with 1 df: 12.7), so it is cut at the edge and marked with an arrow there.
@@ -109,7 +108,6 @@ def forest(
     ax.set_xlabel(
         "difference b − a (thick: corrected t 95% CI; thin: bootstrap 95% CI)", fontsize=9
     )
-    ax.set_title(title, fontsize=11, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)

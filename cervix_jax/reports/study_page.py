@@ -88,9 +88,9 @@ def results_panel(study: dict, key: str) -> str:
         for m in spec["models"]
     ]
     note = esc(metric_info(key).description)
-    direction = {True: "higher is better", False: "lower is better", None: ""}[higher]
+    direction = {True: " Higher is better.", False: " Lower is better.", None: ""}[higher]
     head = ["Model"] + [esc(v) for v in spec["variants"]]
-    return f'<p class="note">{note} {direction}</p>' + table(head, rows)
+    return f'<p class="note">{note}{direction}</p>' + table(head, rows)
 
 
 def _interval(d: dict | None, low: str = "ci_low", high: str = "ci_high") -> str:
@@ -135,7 +135,7 @@ def comparisons_panel(study: dict, key: str) -> str:
         "Bootstrap 95% CI",
         "Verdict",
     ]
-    png = figures.forest(labels, means, cis, boots, metric_info(key).label)
+    png = figures.forest(labels, means, cis, boots)
     numeric = [False, False, True, True, True, True, True, False]
     return table(head, rows, numeric=numeric) + (
         f'<img class="plot" src="{data_uri(png)}" alt="forest plot">'
@@ -193,21 +193,34 @@ def _banner(study: dict) -> str:
     notes = []
     if study.get("synthetic"):
         notes.append(
-            "Trained and tested on the <b>synthetic SIPaKMeD</b>: these numbers show "
-            "that the machinery works; they say nothing about cytology."
+            (
+                "",
+                "Trained and tested on the <b>synthetic SIPaKMeD</b>: these numbers show that "
+                "the machinery works; they say nothing about cytology.",
+            )
         )
-    if study["missing"]:
+    missing = study["missing"]
+    if missing:
+        shown = ", ".join(missing[:6]) + (
+            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        )
         notes.append(
-            f"<b>{len(study['missing'])} of {len(study['runs'])} cells unfinished</b> "
-            f"({esc(', '.join(study['missing']))}); statistics use the folds that are "
-            "there. Re-run the same command to finish them."
+            (
+                "",
+                f"<b>{len(missing)} of {len(study['runs'])} cells unfinished</b> "
+                f"({esc(shown)}); the statistics use the folds that are there. Re-run the same "
+                "command to finish them.",
+            )
         )
-    scratch = [g["model"] for g in study["groups"] if not g["init_from"]]
+    scratch = sorted({g["model"] for g in study["groups"] if not g["init_from"]})
     if scratch:
         notes.append(
-            "From scratch (no ImageNet weights): " + esc(", ".join(sorted(set(scratch)))) + "."
+            (
+                " info",
+                "Trained from scratch (no ImageNet weights): " + esc(", ".join(scratch)) + ".",
+            )
         )
-    return "".join(f'<div class="banner">{n}</div>' for n in notes)
+    return "".join(f'<div class="banner{cls}">{text}</div>' for cls, text in notes)
 
 
 def _methods(study: dict) -> str:
