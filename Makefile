@@ -32,6 +32,7 @@ study-demo: venv
 	  --variants=full,cropped,masked --folds=3 --run_folds=0,1 \
 	  --config.data.synthetic_images_per_class=12 --config.data.image_size=32 \
 	  --config.data.num_workers=0 --config.num_epochs=4 \
+	  --config.optim.schedule=constant --config.optim.warmup_epochs=0 \
 	  --ig_steps=16 --ig_baselines=2 --explain_images=16
 
 test: venv

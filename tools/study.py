@@ -14,10 +14,11 @@ single-split numbers beside ours.
 
 Re-running the same command skips finished cells and resumes an interrupted one. ``--only``
 runs one cell (``model/variant/fold`` or its index, for array jobs: README); ``--collect``
-assembles whatever has finished and lists what is missing. ``--init_from=ARCH:DIR`` gives
-converted ImageNet weights (tools/convert_torchvision.py); as in the paper, the DenseNets
-start from them and ResNet-50 and the Residual Attention Network train from scratch
-(``--pretrained_models`` changes that). Every flag is checked before any work.
+assembles whatever has finished of the grid saved in WORKDIR by the last command (only
+``--bootstrap_samples`` and ``--seed`` may change) and lists what is missing.
+``--init_from=ARCH:DIR`` gives converted ImageNet weights (tools/convert_torchvision.py); as in
+the paper, the DenseNets start from them and ResNet-50 and the Residual Attention Network
+train from scratch (``--pretrained_models`` changes that). Every flag is checked before any work.
 """
 
 from __future__ import annotations
@@ -94,11 +95,50 @@ def _refuse_study_fields(argv: list[str]) -> None:
             )
 
 
+# Flags that describe the grid to run; --collect reads the grid saved in WORKDIR instead.
+_GRID_FLAGS = (
+    "config",
+    "models",
+    "variants",
+    "folds",
+    "run_folds",
+    "only",
+    "init_from",
+    "pretrained_models",
+    "explain",
+    "ig_steps",
+    "ig_baselines",
+    "explain_images",
+    "per_device_batch",
+)
+
+
+def _collect_spec():
+    """The saved grid, with this command's --bootstrap_samples/--seed when given."""
+    import dataclasses
+
+    from cervix_jax import study
+
+    given = [f"--{n}" for n in _GRID_FLAGS if FLAGS[n].present]
+    given += [a.split("=")[0] for a in sys.argv if a.startswith("--config.")]
+    if given:
+        raise study.StudyError(
+            f"--collect assembles the grid saved in {_WORKDIR.value}; drop {', '.join(given)}."
+        )
+    spec = study.load_spec(_WORKDIR.value)
+    changes = {n: FLAGS[n].value for n in ("bootstrap_samples", "seed") if FLAGS[n].present}
+    if changes.get("bootstrap_samples", 100) < 100:
+        raise study.StudyError(
+            f"--bootstrap_samples={changes['bootstrap_samples']}: must be >= 100."
+        )
+    return dataclasses.replace(spec, **changes)
+
+
 def _spec():
     from cervix_jax import study
 
     if _COLLECT.value:
-        return study.load_spec(_WORKDIR.value)
+        return _collect_spec()
     explain = study.ExplainSpec(
         enabled=_EXPLAIN.value,
         steps=_IG_STEPS.value,

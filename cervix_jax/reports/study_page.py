@@ -269,8 +269,8 @@ def study_report_html(study: dict, workdir: str | os.PathLike) -> str:
             "Paired comparisons",
             paired or "<p>None yet.</p>",
             anchor="paired",
-            note="Difference b − a on the same folds and test images. The verdict reads the "
-            "corrected t interval.",
+            note="Difference b − a on the same folds and test images; a difference is shown "
+            "when the corrected t interval and the bootstrap interval both exclude 0.",
         ),
         section(
             "Per class", per_class_figures(study) if study["class_names"] else "", anchor="classes"

@@ -18,7 +18,7 @@ is the logic (docs/design.md, "cervix_jax.study"):
 The train wing does not import this package (it is downstream of ``train`` and ``explain``).
 """
 
-from cervix_jax.study.collect import collect, write_study
+from cervix_jax.study.collect import collect, verdict, write_study
 from cervix_jax.study.crossval import (
     SUMMARY_KEYS,
     cross_validate,
@@ -80,5 +80,6 @@ __all__ = [
     "run_grid",
     "summarize_folds",
     "t_quantile",
+    "verdict",
     "write_study",
 ]

@@ -125,14 +125,20 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def verdict(test: dict, a: str, b: str, higher_is_better: bool | None) -> tuple[str, bool]:
-    """A sentence on ``b - a`` from the (corrected, when there) t interval, and whether the
-    interval excludes 0."""
+def verdict(
+    test: dict, boot: dict | None, a: str, b: str, higher_is_better: bool | None
+) -> tuple[str, bool]:
+    """A sentence on ``b - a`` and whether it is supported: the (corrected, when there) t
+    interval and the bootstrap interval both exclude 0, on the same side. Both, because each
+    misses what the other sees: with few folds whose differences happen to agree, the t
+    interval collapses while the test images still leave room; the bootstrap cannot see
+    beyond the K folds."""
     low = test.get("corrected_ci_low", test.get("ci_low"))
     high = test.get("corrected_ci_high", test.get("ci_high"))
     if low is None:
         return "too few folds", False
-    if low <= 0.0 <= high:
+    intervals = [(low, high)] + ([(boot["ci_low"], boot["ci_high"])] if boot else [])
+    if not (all(lo > 0.0 for lo, _ in intervals) or all(hi < 0.0 for _, hi in intervals)):
         return "no difference shown", False
     b_higher = low > 0.0
     if higher_is_better is None:
@@ -196,7 +202,9 @@ def comparisons(spec: StudySpec, runs: dict[Cell, dict]) -> list[dict]:
             for metric in keys:
                 result = compare(spec, run_a, run_b, metric)
                 info = reports.metric_info(metric)
-                text, supported = verdict(result["paired_t"], a, b, info.higher_is_better)
+                text, supported = verdict(
+                    result["paired_t"], result["bootstrap"], a, b, info.higher_is_better
+                )
                 out.append(
                     {
                         "variant": variant,

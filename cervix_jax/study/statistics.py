@@ -18,6 +18,9 @@ the methods answer different questions and rest on different assumptions:
   the two models). Assumes folds are exchangeable and images exchangeable within a fold; it
   carries the test-set sampling noise that a t interval over a few folds cannot see, but not
   the training noise across folds beyond what the K folds show.
+
+The study calls a difference shown only when the corrected t interval and the bootstrap
+interval both exclude 0 (``cervix_jax.study.collect.verdict``).
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ METHODS = (
     "independent; they share training data, so it is optimistic. Paired comparisons (b - a on "
     "the same folds and images): paired t over folds; the same with the Nadeau-Bengio "
     "correction for overlapping training sets (variance x (1/K + n_test/n_train), "
-    "n_test/n_train = 1/(K - 2)), which decides the verdict; and a percentile bootstrap that "
-    "resamples folds, then test images "
-    "within each fold (the same images for both models). No correction for the number of "
+    "n_test/n_train = 1/(K - 2)); and a percentile bootstrap that resamples folds, then test "
+    "images within each fold (the same images for both models). A difference is reported as "
+    "shown when both the corrected t interval and the bootstrap interval exclude 0 on the "
+    "same side. No correction for the number of "
     "comparisons: at 95%, about one in twenty true nulls is flagged by chance."
 )
 

@@ -84,3 +84,20 @@ def test_write_study_files(tmp_path):
     assert "densenet121 better" in md
     html = (tmp_path / "study.html").read_text()
     assert "paper: 85.15%" in html and "study.html" not in html
+
+
+@pytest.mark.parametrize(
+    "t, boot, higher, expected",
+    [
+        ((-0.05, -0.05), (-0.2, 0.1), True, ("no difference shown", False)),  # agreeing folds
+        ((-0.3, -0.01), (-0.2, -0.02), True, ("a better", True)),
+        ((0.01, 0.3), (0.02, 0.2), False, ("a better", True)),  # b higher, lower is better
+        ((0.01, 0.3), (0.02, 0.2), None, ("b higher", True)),
+        ((-0.1, 0.3), (0.02, 0.2), True, ("no difference shown", False)),
+        ((None, None), None, True, ("too few folds", False)),
+    ],
+)
+def test_verdict_needs_both_intervals(t, boot, higher, expected):
+    test = {"corrected_ci_low": t[0], "corrected_ci_high": t[1]}
+    bootstrap = None if boot is None else {"ci_low": boot[0], "ci_high": boot[1]}
+    assert study.verdict(test, bootstrap, "a", "b", higher) == expected

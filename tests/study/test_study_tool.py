@@ -73,6 +73,7 @@ def test_only_collect_then_the_whole_grid(tmp_path):
         (["--config.model.name=resnet50_tiny"], "use --models"),
         (["--only=resnet50/full/7"], "--only=resnet50/full/7: not in the grid"),
         (["--collect"], "holds no study"),
+        (["--collect", "--models=resnet50", "--config.num_epochs=2"], "drop --models, --config"),
     ],
 )
 def test_bad_flags_are_refused_in_one_line(tmp_path, args, message):
