@@ -92,7 +92,8 @@ def gallery_data(out_dir: Path, page_dir: Path, class_names) -> dict:
                 "pred": pred,
                 "prob": _number(entry.get("probability")),
                 "correct": None if label is None or pred is None else label == pred,
-                "target": _class_name(entry, "target", class_names),
+                "target": _class_name(entry, "target", class_names)
+                or {"predicted": pred, "label": label}.get(metrics.get("target")),
                 "source": entry.get("source"),
                 "panel": _link(panel, page_dir) if panel.exists() else None,
                 "map": _link(npy, page_dir) if npy.exists() else None,

@@ -99,17 +99,23 @@ def _config(config: dict) -> str:
     return f"<details><summary>All {len(rows)} settings</summary>{settings}</details>"
 
 
-def _chips(report: dict | None, config: dict | None) -> list[str]:
-    source = report or {}
-    model = source.get("model") or (config or {}).get("model", {}).get("name", "?")
-    variant = source.get("variant") or (config or {}).get("data", {}).get("variant", "?")
-    chips = [f"model <b>{esc(model)}</b>", f"variant <b>{esc(variant)}</b>"]
-    if source.get("fold") is not None:
-        chips.append(f"test fold <b>{esc(source['fold'])}</b>")
-    synthetic = source.get("synthetic", (config or {}).get("data", {}).get("synthetic"))
-    if synthetic:
+def _title_and_chips(workdir: Path, report: dict | None, config: dict | None):
+    """``model · variant · fold k`` and the chips under it (workdir, split scheme, data)."""
+    source, config = report or {}, config or {}
+    model = source.get("model") or config.get("model", {}).get("name", "?")
+    variant = source.get("variant") or config.get("data", {}).get("variant", "?")
+    title = f"Run: {model} · {variant}"
+    scheme = config.get("data", {}).get("split_scheme")
+    if scheme == "kfold" and source.get("fold") is not None:
+        title += f" · fold {source['fold']}"
+    chips = [f"workdir <b>{esc(workdir.absolute().name)}</b>"]
+    if scheme == "kfold":
+        chips.append(f"<b>{esc(config['data'].get('num_folds'))}</b>-fold split")
+    elif scheme:
+        chips.append(f"<b>{esc(scheme)}</b> split")
+    if source.get("synthetic", config.get("data", {}).get("synthetic")):
         chips.append('<span class="warn">synthetic data</span>')
-    return chips
+    return title, chips
 
 
 def run_report_html(workdir: str | os.PathLike, extra_attributions=()) -> str:
@@ -169,8 +175,8 @@ def run_report_html(workdir: str | os.PathLike, extra_attributions=()) -> str:
         body.append(
             section("No results yet", "<p>This workdir has no report.json.</p>", anchor="empty")
         )
-    title = f"Run report: {workdir.name}"
-    return page(title, _chips(report, config), nav, "".join(body) + _detail_dialog())
+    title, chips = _title_and_chips(workdir, report, config)
+    return page(title, chips, nav, "".join(body) + _detail_dialog())
 
 
 def _detail_dialog() -> str:

@@ -43,7 +43,8 @@
     var rows = [
       ["True class", text(item.label)], ["Predicted", text(item.pred)],
       ["Probability (predicted)", num(item.prob, 4)],
-      ["Result", item.correct === null ? "—" : item.correct ? "correct" : "wrong"],
+      ["Result", item.correct === null ? "—" : item.correct ? "correct" : "wrong", "",
+        item.correct === null ? "" : item.correct ? "ok" : "bad"],
       ["Explained class", text(item.target)]
     ];
     g.data.metrics.forEach(function (m) {
@@ -52,7 +53,7 @@
     if (item.source) rows.push(["Source", item.source]);
     var table = el("table");
     rows.forEach(function (r) {
-      var tr = el("tr"), th = el("th", "", r[0]), td = el("td", "num", r[1]);
+      var tr = el("tr"), th = el("th", "", r[0]), td = el("td", "num " + (r[3] || ""), r[1]);
       if (r[2]) th.title = r[2];
       tr.appendChild(th); tr.appendChild(td); table.appendChild(tr);
     });
