@@ -178,12 +178,12 @@ def paired_bootstrap(
     ]
     fold_draws = rng.integers(0, k, size=(num_samples, k))
     total = np.zeros(num_samples)
-    for slot in range(k):
-        for fold in range(k):
-            # Each (slot, fold) gets its own image resample, used where the slot drew `fold`.
-            idx = rng.integers(0, sizes[fold], size=(num_samples, sizes[fold]))
-            diff = statistic(b_folds[fold], idx) - statistic(a_folds[fold], idx)
-            total += np.where(fold_draws[:, slot] == fold, diff, 0.0)
+    for fold in range(k):
+        # One image resample per (replicate, slot) that drew this fold, all scored at once.
+        rows = np.nonzero(fold_draws == fold)[0]
+        idx = rng.integers(0, sizes[fold], size=(rows.size, sizes[fold]))
+        diff = statistic(b_folds[fold], idx) - statistic(a_folds[fold], idx)
+        np.add.at(total, rows, diff)
     replicates = total / k
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(replicates, [tail, 100.0 - tail])
