@@ -212,6 +212,10 @@ def _banner(study: dict) -> str:
                 "command to finish them.",
             )
         )
+    weights = sorted({(g["model"], g["init_from"]) for g in study["groups"] if g["init_from"]})
+    if weights:
+        text = "; ".join(f"{m} from {esc(w)}" for m, w in weights)
+        notes.append((" info", f"Fine-tuned from ImageNet weights: {text}."))
     scratch = sorted({g["model"] for g in study["groups"] if not g["init_from"]})
     if scratch:
         notes.append(

@@ -48,12 +48,14 @@ def load_run(spec: StudySpec, cell: Cell, workdir: Path) -> dict:
         status = "interrupted"
     else:
         status = "missing"
+    config = _read_json(run_dir / "config.json") or {}
     return {
         "cell": cell,
         "dir": run_dir,
         "report": report,
         "attribution": attribution,
         "status": status,
+        "init_from": config.get("init_from") or None,
     }
 
 
@@ -70,11 +72,14 @@ def group_summary(spec: StudySpec, runs: dict[Cell, dict], model: str, variant: 
         for c in runs
         if (c.model, c.variant) == (model, variant) and runs[c]["report"] is not None
     }
+    # What the runs started from (their config.json), not what this command would give them.
+    inits = sorted({r["init_from"] or "" for r in done.values()}) or [spec.init_for(model)]
+    init_from = inits[0] if len(inits) == 1 else "mixed: " + ", ".join(i or "none" for i in inits)
     out = {
         "model": model,
         "variant": variant,
         "folds": sorted(done),
-        "init_from": spec.init_for(model) or None,
+        "init_from": init_from or None,
         "paper": paper_reference(model, variant),
     }
     if not done:
