@@ -9,6 +9,7 @@ Importing this package registers the TFDS builder ``sipakmed`` (configs ``full``
 
 Public API:
   CLASS_NAMES                          label order of the five classes
+  VARIANTS, SPLIT_SCHEMES              names config.data.variant / split_scheme accept
   write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, archive)
   load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
   open_source(variant, data_dir), read_metadata(source)
@@ -27,6 +28,7 @@ Public API:
       runs on device, inside the jitted step (augment below)
   eval_iterator(source, indices, *, image_size, global_batch_size, ...), num_eval_batches,
       steps_per_epoch
+  close_iterator(iterator)             stops its worker processes, frees their shared memory
   resize_and_crop(image, size)         the host-side geometry, for tools
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
@@ -46,6 +48,7 @@ from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
+    close_iterator,
     eval_iterator,
     load_sipakmed,
     num_eval_batches,
@@ -55,12 +58,15 @@ from cervix_jax.data.pipeline import (
     steps_per_epoch,
     train_iterator,
 )
-from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
+from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES, VARIANTS
+from cervix_jax.data.splits import SCHEMES as SPLIT_SCHEMES
 from cervix_jax.data.splits import kfold_splits, paper_split, split_indices
 from cervix_jax.data.synthetic import write_synthetic_sipakmed
 
 __all__ = [
     "CLASS_NAMES",
+    "SPLIT_SCHEMES",
+    "VARIANTS",
     "ArraySource",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -72,6 +78,7 @@ __all__ = [
     "array_data_module",
     "augment",
     "build_data_module",
+    "close_iterator",
     "eval_iterator",
     "kfold_splits",
     "load_sipakmed",
