@@ -11,6 +11,13 @@ Public surface (contract in docs/design.md):
 - ``Parts``: data, model or image functions given to a run instead of built from its config
   (tests, experiments).
 - ``TrainingError``: a run cannot go on; its message says why and what to do.
+  ``ConfigError`` (a subclass): a config value a run cannot use, named by ``check_config``,
+  the one place where configs are checked, before any work (``config_checks``).
+- ``Interrupted``: a run stopped by Ctrl-C (exit code 130) or SIGTERM (143, after saving a
+  checkpoint at the step reached); ``reported_as_exit()``: how entry points turn these and
+  ``user_errors()`` into one line on stderr and an exit code (``interrupts``, ``errors``).
+- ``require_training_workdir(path)``, ``checkpoint_steps(path)``: what tools check before
+  reading a run (no JAX, nothing created).
 - ``mesh``: the ``('data',)`` device mesh, shardings and global batches (``make_mesh``,
   ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
 - ``user_errors()``: the exception types entry points print without a traceback.
@@ -18,27 +25,41 @@ Public surface (contract in docs/design.md):
 
 Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
 ``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
-and iterators from the config), ``evaluation``, ``progress``, ``workdir``, ``checkpoints``,
-``step``, ``state``, ``optim``, ``mesh``, ``metrics``, ``report``, ``distributed``.
+and iterators from the config), ``config_checks``, ``interrupts``, ``evaluation``,
+``progress``, ``workdir``, ``checkpoints``, ``step``, ``state``, ``optim``, ``mesh``,
+``metrics``, ``report``, ``distributed``, ``errors``.
 """
 
 from __future__ import annotations
 
 from cervix_jax.train import mesh
 from cervix_jax.train.builders import Parts
-from cervix_jax.train.errors import TrainingError, user_errors
+from cervix_jax.train.config_checks import check_config
+from cervix_jax.train.errors import (
+    ConfigError,
+    Interrupted,
+    TrainingError,
+    reported_as_exit,
+    user_errors,
+)
 from cervix_jax.train.loop import evaluate, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics
 from cervix_jax.train.restore import restore_inference_variables
-from cervix_jax.train.workdir import load_config_json
+from cervix_jax.train.workdir import checkpoint_steps, load_config_json, require_training_workdir
 
 __all__ = [
+    "ConfigError",
+    "Interrupted",
     "Parts",
     "TrainingError",
+    "check_config",
+    "checkpoint_steps",
     "classification_metrics",
     "evaluate",
     "load_config_json",
     "mesh",
+    "reported_as_exit",
+    "require_training_workdir",
     "restore_inference_variables",
     "train_and_evaluate",
     "user_errors",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,12 @@ def log(msg: str) -> None:
     """Prints ``msg`` on process 0 only."""
     if is_writer():
         print(msg, flush=True)
+
+
+def warn(msg: str) -> None:
+    """Prints ``warning: msg`` on stderr, on process 0 only."""
+    if is_writer():
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
 def format_duration(seconds: float) -> str:
