@@ -3,7 +3,14 @@
     python main.py --config=configs/rca.py --workdir=workdirs/rca \
         --config.data.manual_dir=/path/to/sipakmed
     python main.py --config=configs/rca.py:demo --workdir=workdirs/demo
-    python main.py --config=configs/rca.py --workdir=workdirs/rca --mode=eval
+    python main.py --workdir=workdirs/rca --mode=eval
+
+``--mode=eval`` evaluates the run as it was trained, with the config saved in the workdir
+(``--config`` may be given, but any setting that changes what is computed is refused).
+
+Bad input (a config value, a workdir of another run, ...) prints one line and exits with 1.
+Ctrl-C exits with 130, SIGTERM with 143 after saving a checkpoint at the step reached; the same
+command resumes either (cervix_jax.train.interrupts).
 
 Several hosts: run the same command on every host with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I``, or without them where the cluster environment provides
@@ -33,9 +40,14 @@ config_flags.DEFINE_config_file(
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (then evaluate) or eval only.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval"],
+    "train (then evaluate) or eval only (with the config saved in --workdir).",
+)
 distributed.define_flags()
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
@@ -44,30 +56,40 @@ def main(argv):
     runtime.setup()  # before anything starts a JAX backend
     distributed.initialize_from_flags()
     from cervix_jax import train
-    from cervix_jax.train import user_errors
 
     logging.set_verbosity(logging.WARNING)
-    try:
+    with train.reported_as_exit():
         if FLAGS.mode == "train":
             train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
         else:
             train.evaluate(FLAGS.config, FLAGS.workdir)
-    except user_errors() as e:
-        # Our own errors carry the full explanation; a traceback would only bury it.
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 def argv_config(argv: list[str]) -> str:
     return next((a for a in argv if a.startswith("--config=")), "--config")
 
 
+def _config_file_problem(argv: list[str]) -> str | None:
+    """Why ``--config`` cannot be used (``--mode=train`` needs one; a file that does not load),
+    or None. ml_collections defers a loading error to the first use of the config."""
+    config = FLAGS["config"].value
+    if config is None:
+        return None if FLAGS.mode == "eval" else "--config is required with --mode=train"
+    try:
+        config.keys()
+    except OSError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return f"{argv_config(argv)}: cannot load it ({lines[-1] if lines else e})"
+    return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, with a short message instead of a traceback when the config or an
-    override is refused (unknown key, wrong type, bad config string)."""
+    override is refused (unknown key, wrong type, bad config string, a missing file)."""
     try:
-        return FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+        rest = FLAGS(argv)
+        problem = _config_file_problem(argv)
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
         message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
         if "Traceback" in message:  # an error inside get_config(): keep its last line
             message = f"{argv_config(argv)}: {message.rsplit('Error: ', 1)[-1]}"
@@ -77,11 +99,12 @@ def parse_flags(argv: list[str]) -> list[str]:
                 o for o in overrides if any(f"'{part}'" in message for part in o.split(".")[1:])
             ]
             message = f"unknown config key {', '.join(culprits) or ''} ({message})"
-        print(
-            f"error: {message}\nConfig keys and their types are in configs/default.py.",
-            file=sys.stderr,
-        )
+        print(f"error: {message}; config keys and their types: configs/default.py", file=sys.stderr)
         sys.exit(2)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    return rest
 
 
 if __name__ == "__main__":

@@ -73,9 +73,72 @@ distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
+def _check_counts() -> None:
+    """Counts and sizes: a zero or negative one would mean no work or a silent clip."""
+    for flag, low, meaning in (
+        (_STEPS, 1, "integrated-gradients points"),
+        (_NUM_BASELINES, 1, "random baselines averaged"),
+        (_PER_DEVICE, 1, "images per device per step"),
+        (_DELETION_STEPS, 1, "points of the deletion/insertion curves"),
+        (_CHUNK, 0, "IG points per chunk, 0 = automatic"),
+        (_NUM_IMAGES, 0, "first N images of the split, 0 = all"),
+    ):
+        if flag.value < low:
+            raise ValueError(f"--{flag.name}={flag.value}: expected >= {low} ({meaning}).")
+
+
+def _check_target(num_classes: int) -> None:
+    target = _TARGET.value
+    if target in ("predicted", "label"):
+        return
+    if not target.isdigit() or int(target) >= num_classes:
+        raise ValueError(
+            f"--target={target}: expected 'predicted', 'label' or a class index in "
+            f"[0, {num_classes}) (the model has {num_classes} classes)."
+        )
+
+
+def _check_which(steps: list[int]) -> None:
+    which = _WHICH.value
+    if which in ("best", "latest") or (which.isdigit() and int(which) in steps):
+        return
+    raise ValueError(f"--which={which}: expected 'best', 'latest' or a checkpoint step {steps}.")
+
+
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder or not exist yet, below a folder (never over a file)."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is a file" if existing == os.path.abspath(out) else f"is below a file, {existing}"
+        raise ValueError(f"--out={out} {what}; give a folder for the attribution files.")
+
+
+def _check_flags() -> None:
+    """Refuses bad flag values in one line each, before anything is restored or written."""
+    from cervix_jax.data import CLASS_NAMES
+    from cervix_jax.train import TrainingError, checkpoint_steps, require_training_workdir
+
+    try:
+        require_training_workdir(_WORKDIR.value)
+    except TrainingError as e:
+        raise ValueError(f"--workdir: {e}") from None
+    _check_counts()
+    _check_target(len(CLASS_NAMES))  # every model of the registry is built with these classes
+    _check_which(checkpoint_steps(_WORKDIR.value))
+    if _OUT.value:
+        _check_out(_OUT.value)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        _check_flags()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     runtime.setup()  # before anything starts a JAX backend
     from absl import logging
 

@@ -100,6 +100,30 @@ def cv_markdown(cv: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_inputs(config, workdir: Path, folds) -> list[int]:
+    """The folds to run; raises ``ConfigError`` (one line) for a config, ``--folds`` or
+    ``--workdir`` that cross-validation cannot use, before any fold starts."""
+    from cervix_jax.train import ConfigError, check_config
+
+    if config.data.split_scheme != "kfold":
+        raise ConfigError(
+            f"config.data.split_scheme={config.data.split_scheme!r}: cross-validation needs "
+            "'kfold'."
+        )
+    check_config(config)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir={workdir} is a file; give a directory.")
+    num_folds = int(config.data.num_folds)
+    if not folds:
+        return list(range(num_folds))
+    if not all(str(k).strip().isdigit() and int(k) < num_folds for k in folds):
+        raise ConfigError(
+            f"--folds={','.join(map(str, folds))}: expected fold numbers in [0, {num_folds}) "
+            "(config.data.num_folds), comma-separated."
+        )
+    return [int(k) for k in folds]
+
+
 def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
     """Trains (or resumes, or skips when finished) one run per fold; writes the CV report."""
     import jax
@@ -109,16 +133,8 @@ def cross_validate(config, workdir: str | os.PathLike, folds=None) -> dict:
     from cervix_jax.train import train_and_evaluate
 
     workdir = Path(workdir)
+    folds = _check_inputs(config, workdir, folds)
     num_folds = int(config.data.num_folds)
-    if config.data.split_scheme != "kfold":
-        raise app.UsageError(
-            f"config.data.split_scheme={config.data.split_scheme!r}: cross-validation needs "
-            "'kfold'."
-        )
-    folds = list(range(num_folds)) if not folds else [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < num_folds]
-    if bad:
-        raise app.UsageError(f"--folds {bad} outside [0, {num_folds}) (config.data.num_folds).")
     reports = {}
     for k in folds:
         fold_config = config.copy_and_resolve_references()
@@ -155,14 +171,17 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)
     distributed.initialize_from_flags()
-    from cervix_jax.train import user_errors
+    from cervix_jax.train import reported_as_exit
 
+    try:  # ml_collections defers an error loading the config file to its first use
+        FLAGS.config.keys()
+    except OSError as e:
+        last = [line.strip() for line in str(e).splitlines() if line.strip()][-1:]
+        print(f"error: --config: cannot load it ({''.join(last) or e})", file=sys.stderr)
+        sys.exit(2)
     folds = [f for f in FLAGS.folds.split(",") if f.strip()]
-    try:
+    with reported_as_exit():
         cross_validate(FLAGS.config, FLAGS.workdir, folds)
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
