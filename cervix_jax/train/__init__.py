@@ -5,7 +5,8 @@ Public surface (contract in docs/design.md):
 - ``train_and_evaluate(config, workdir) -> dict``: trains (resuming from ``WORKDIR/checkpoints``
   if present), then evaluates the best-validation checkpoint on the test split; returns the
   content of ``report.json``.
-- ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir.
+- ``evaluate(config, workdir) -> dict``: ``--mode=eval`` on an existing workdir, as trained
+  (``config`` None: the saved one; a config that changes what is computed is refused).
 - ``restore_inference_variables(workdir, which='best') -> (config, model, variables)``: only
   the parameters and BatchNorm statistics of a checkpoint (no optimizer state).
 - ``Parts``: data, model or image functions given to a run instead of built from its config

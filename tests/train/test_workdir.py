@@ -1,6 +1,7 @@
 """What may change when a run is resumed, and that a refused resume writes nothing."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,24 @@ def test_eval_mode_on_a_path_that_is_not_a_training_workdir_creates_nothing(tmp_
     with pytest.raises(TrainingError, match="is not a training workdir"):
         evaluate(config, path, parts=helpers.parts(config))
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_main_eval_prints_no_warnings(tiny_trained_workdir, tmp_path):
+    """An evaluation that goes well says so without warnings (Orbax used to warn twice that the
+    checkpoint folder is opened read-only, TFDS that a folder has no dataset_info.json)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_trained_workdir, workdir)
+    saved = json.loads((workdir / "config.json").read_text())
+    result = subprocess.run(
+        [sys.executable, "main.py", "--mode=eval", f"--workdir={workdir}",
+         "--config=configs/resnet50.py", "--config.model.name=resnet50_tiny",
+         "--config.data.synthetic=True",
+         f"--config.data.synthetic_images_per_class={saved['data']['synthetic_images_per_class']}",
+         "--config.data.image_size=32", "--config.data.num_workers=0", "--config.batch_size=8",
+         "--config.eval_batch_size=8", "--config.num_epochs=1"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test (4 images, checkpoint step" in result.stdout
+    assert result.stderr.strip() == "", result.stderr[-3000:]
