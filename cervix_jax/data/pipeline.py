@@ -12,6 +12,7 @@ Batches are dicts of numpy arrays (per process: ``global_batch_size // process_c
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import multiprocessing
 import os
@@ -229,8 +230,29 @@ def close_iterator(iterator: Any) -> None:
     # grain's DataLoaderIterator has no close() of its own; the dataset iterator it wraps has.
     inner = getattr(iterator, "_iterator", iterator)
     close = getattr(inner, "close", None)
-    if callable(close):
-        close()
+    if not callable(close):
+        return
+    close()
+    _wait_for_shared_memory_release()
+
+
+def _wait_for_shared_memory_release() -> None:
+    """Batches grain had taken from its workers are freed by one background thread, and a
+    process that exits right after (Ctrl-C) would drop what is still queued there: Python then
+    reports leaked shared_memory objects. The thread takes requests in order, so a no-op sent
+    through it returns once they are done. (grain 0.2 internals; another grain: no wait.)"""
+    try:
+        from grain._src.python.ipc import shared_memory_array
+    except ImportError:
+        return
+    pool = getattr(shared_memory_array.SharedMemoryArray, "_del_thread_pool", None)
+    if pool is None:
+        return
+    gc.collect()  # arrays held only by reference cycles of the closed pipeline
+    try:
+        pool.apply(int)
+    except ValueError:  # the pool has already been shut down (interpreter exit)
+        pass
 
 
 def _ignore_signals_in_worker() -> None:

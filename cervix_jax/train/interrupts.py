@@ -6,7 +6,10 @@
   and leaves with exit code 143 (128 + SIGTERM, what a shell reports for a job stopped by it).
 - SIGINT (Ctrl-C): the step in flight is abandoned, a checkpoint being written is finished, and
   the run leaves with exit code 130 and one line naming the step it reached and the latest
-  checkpoint, from which the same command resumes.
+  checkpoint, from which the same command resumes. While the loop takes a batch from grain's
+  iterator, a Ctrl-C is held until the batch is out (`next_holding_ctrl_c`; a second Ctrl-C
+  does not wait): grain loses the shared memory of a batch interrupted mid-handover, which
+  Python reports at exit as leaked shared_memory objects.
 
 Grain's worker processes (`cervix_jax.data.train_iterator`) ignore both signals: a terminal's
 Ctrl-C or a scheduler's SIGTERM reaches the whole process group, and the workers are stopped by
@@ -21,10 +24,14 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from typing import TypeVar
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+T = TypeVar("T")
 
 
 class StopRequests:
@@ -66,3 +73,30 @@ class StopRequests:
             return False
         flags = multihost_utils.process_allgather(np.int32(self.requested))
         return bool(np.any(flags))
+
+
+def next_holding_ctrl_c(iterator: Iterator[T]) -> T:
+    """``next(iterator)``, with a Ctrl-C that arrives meanwhile raised (as KeyboardInterrupt)
+    only once it has returned; a second Ctrl-C raises at once. Left as is where Ctrl-C does not
+    raise KeyboardInterrupt (another handler, or outside the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return next(iterator)
+    pressed = []
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    if previous is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, previous)
+        return next(iterator)
+    try:
+        item = next(iterator)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        del item  # not kept alive by the traceback (grain frees a batch's memory on release)
+        raise KeyboardInterrupt
+    return item

@@ -27,6 +27,7 @@ from cervix_jax.train.builders import Parts, Run, build_train_step, prepare_run
 from cervix_jax.train.config_checks import check_config
 from cervix_jax.train.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, TrainingError
 from cervix_jax.train.evaluation import final_report, loss_and_accuracy, run_evaluation
+from cervix_jax.train.interrupts import next_holding_ctrl_c
 from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.progress import ProgressMeter, format_duration, log
 from cervix_jax.train.restore import restore_model_variables
@@ -102,7 +103,7 @@ def _train_epochs(
     (130) after the checkpoint being written has landed."""
     config, steps_per_epoch = run.config, run.steps_per_epoch()
     state, so_far, writer = start.state, start.so_far, workdir_lib.MetricWriter(run.workdir)
-    stop.last_step = int(jax.device_get(state.step))
+    stop.last_step, interrupted = int(jax.device_get(state.step)), None
     try:
         for epoch in range(start.epoch + 1, config.num_epochs + 1):
             state, so_far, record = train_epoch(
@@ -121,16 +122,20 @@ def _train_epochs(
                 return epoch == config.num_epochs
     except KeyboardInterrupt:
         manager.wait_until_finished()
-        raise Interrupted(
+        interrupted = Interrupted(
             f"interrupted at step {stop.last_step}; {_latest_checkpoint(manager)}; re-run the "
             "same command to resume",
             EXIT_INTERRUPTED,
-        ) from None
+        )
     finally:
         manager.wait_until_finished()
         writer.close()
         manager.close()
         data_lib.close_iterator(start.batches)
+    if interrupted is not None:
+        # Raised out here, so that it does not hold the interrupted step's frames: they hold
+        # the last batch, whose shared memory grain frees only when it is released.
+        raise interrupted
     return True
 
 
@@ -194,9 +199,9 @@ def train_epoch(
     while step < end:
         if stop is not None and step > first_step and stop.should_stop(step % every == 0):
             return state, so_far.plus(losses, correct, count), None
-        batch = next(batches)
-        keys = [k for k in DEVICE_KEYS if k in batch]
-        state, metrics = train_step(state, mesh_lib.global_batch(batch, run.mesh, keys))
+        # One expression: no name holds the batch after the step (its host arrays are grain's
+        # shared memory, freed when released; a Ctrl-C's traceback would keep a named one).
+        state, metrics = train_step(state, _on_device(run, next_holding_ctrl_c(batches)))
         step += 1
         if stop is not None:
             stop.last_step = step
@@ -226,6 +231,11 @@ def train_epoch(
         "train_images_per_second": len(losses) * config.batch_size / seconds,
     }
     return state, so_far, record
+
+
+def _on_device(run: Run, batch: dict) -> dict:
+    """The global device arrays of this process's rows of a training batch."""
+    return mesh_lib.global_batch(batch, run.mesh, [k for k in DEVICE_KEYS if k in batch])
 
 
 def _check_finite(losses: list, step_before: int, epoch: int, last_checkpoint: int) -> None:
