@@ -27,7 +27,6 @@ from cervix_jax.train.builders import Parts, Run, build_train_step, prepare_run
 from cervix_jax.train.config_checks import check_config
 from cervix_jax.train.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, TrainingError
 from cervix_jax.train.evaluation import final_report, loss_and_accuracy, run_evaluation
-from cervix_jax.train.interrupts import next_holding_ctrl_c
 from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.progress import ProgressMeter, format_duration, log
 from cervix_jax.train.restore import restore_model_variables
@@ -201,7 +200,7 @@ def train_epoch(
             return state, so_far.plus(losses, correct, count), None
         # One expression: no name holds the batch after the step (its host arrays are grain's
         # shared memory, freed when released; a Ctrl-C's traceback would keep a named one).
-        state, metrics = train_step(state, _on_device(run, next_holding_ctrl_c(batches)))
+        state, metrics = train_step(state, _on_device(run, interrupts.next_holding_ctrl_c(batches)))
         step += 1
         if stop is not None:
             stop.last_step = step
