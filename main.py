@@ -27,7 +27,7 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from absl import app, flags, logging
     from ml_collections import config_flags
 
-    from cervix_jax import runtime
+    from cervix_jax import reports, runtime
     from cervix_jax.train import distributed
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
@@ -55,6 +55,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     runtime.setup()  # before anything starts a JAX backend
     distributed.initialize_from_flags()
+    import jax
+
     from cervix_jax import train
 
     logging.set_verbosity(logging.WARNING)
@@ -63,6 +65,8 @@ def main(argv):
             train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
         else:
             train.evaluate(FLAGS.config, FLAGS.workdir)
+    if jax.process_index() == 0:  # the page beside report.md (train does not import reports)
+        reports.write_run_report(FLAGS.workdir)
 
 
 def argv_config(argv: list[str]) -> str:

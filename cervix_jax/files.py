@@ -2,7 +2,7 @@
 
 The one home for it, used by the reports of ``train`` and the outputs of ``explain``: write to
 a temporary name in the target's directory, then ``os.replace`` (atomic on POSIX within one
-file system).
+file system). `check_new_file` is what tools ask of an output file before any work.
 """
 
 from __future__ import annotations
@@ -10,10 +10,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+
+def check_new_file(
+    path: str | os.PathLike,
+    *,
+    suffixes: Sequence[str] = (),
+    force: bool = False,
+    name: str = "--out",
+) -> None:
+    """Raises ``ValueError`` (naming ``name=path``) unless ``path`` may be written: a suffix in
+    ``suffixes`` (when given), not a folder, not inside a file, and, unless ``force``, new."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{name}={path}: expected a file ending in {' or '.join(suffixes)}.")
+    if path.is_dir():
+        raise ValueError(f"{name}={path} is a folder; expected a file name.")
+    if any(parent.is_file() for parent in path.parents):
+        raise ValueError(f"{name}={path}: a folder on that path is a file.")
+    if path.exists() and not force:
+        raise ValueError(f"{name}={path} exists; pass --force to replace it, or choose another.")
 
 
 @contextlib.contextmanager

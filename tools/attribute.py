@@ -1,12 +1,21 @@
-"""Attribution maps and metrics for a split of a training workdir.
+"""Attribution maps and metrics for a split of a training workdir, or for image files.
 
     python tools/attribute.py --workdir=workdirs/demo --method=ig --steps=50 --split=test \
         --out=workdirs/demo/attributions --num_images=8 --baseline=uniform --target=predicted
+    python tools/attribute.py --workdir=workdirs/demo --images='slides/*.png' --out=maps
 
 Restores the best Orbax checkpoint of ``--workdir`` (any number of devices, or CPU), runs the
 method over the split with images sharded across devices, and writes per image
-``OUT/<image id>.png`` (image | gradient overlay | attribution overlay) and ``.npy``, plus
-``OUT/attribution_metrics.json`` and ``.md`` (see ``cervix_jax.explain.batch``).
+``OUT/<image id>.png`` (image and cells | gradient overlay | attribution overlay, signed on a
+diverging scale unless ``--panel_style=positive``) and ``.npy``, plus
+``OUT/attribution_metrics.json`` and ``.md`` (with the cell-level scores and their aggregates
+by class), ``curves.npz``/``curves.png`` and ``cell_scores.png`` (see
+``cervix_jax.explain.batch``). ``--method=attention`` scores the network's own attention
+maps (attention56, attention92, densenet121_rca) with the same metrics.
+``--images`` (a folder, a quoted glob pattern or a file) explains image files instead of the
+split, through the same code: ids are the file stems made unique, the true class is unknown and
+the localization metrics are null (no cell outlines); ``images`` in the JSON maps each id to its
+file.
 ``--paper`` selects the paper's IG protocol (probability of the predicted class, left Riemann,
 50 steps, 10 uniform random baselines in [0, 255], pixel-space differences).
 
@@ -24,13 +33,15 @@ import sys
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
 
-    from cervix_jax import runtime
+    from cervix_jax import data, reports, runtime, train
     from cervix_jax.explain import (
         BASELINE_KINDS,
         PAPER_PRESET,
         QUADRATURE_RULES,
         SCORE_KINDS,
+        ExplainError,
         batch,
+        render,
     )
     from cervix_jax.train import distributed
 except ModuleNotFoundError as e:
@@ -40,7 +51,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json +
 _OUT = flags.DEFINE_string(
     "out", None, "Output directory (default: WORKDIR/attributions_<method>)."
 )
-_METHOD = flags.DEFINE_enum("method", "ig", batch.ATTRIBUTION_METHODS, "Method.")
+_METHOD = flags.DEFINE_enum(
+    "method",
+    "ig",
+    batch.ATTRIBUTION_METHODS,
+    "Method; attention = the network's own attention maps (attention56/92, densenet121_rca).",
+)
 _STEPS = flags.DEFINE_integer("steps", 50, "Integrated-gradients steps.")
 _IG_METHOD = flags.DEFINE_enum(
     "ig_method",
@@ -52,7 +68,12 @@ _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "IG points per vmapped chunk (0 = automatic: ~32 gradient passes per device)."
 )
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Split to attribute.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "First N images of the split (0 = all).")
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Image files instead of --split: a folder, a glob pattern (quoted) or a file."
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", 0, "First N images of the split or files (0 = all)."
+)
 _BASELINE = flags.DEFINE_enum(
     "baseline",
     "uniform",
@@ -69,6 +90,18 @@ _PER_DEVICE = flags.DEFINE_integer("per_device_batch", 1, "Images per device per
 _WHICH = flags.DEFINE_string("which", "best", "Checkpoint: best | latest | a step.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed (random baselines, noise, re-init).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's IG protocol (overrides method flags).")
+_MAX_CELLS = flags.DEFINE_integer(
+    "max_cells",
+    64,
+    "Most cells an image may have (static size of the per-cell scores).",
+    lower_bound=1,
+)
+_PANEL_STYLE = flags.DEFINE_enum(
+    "panel_style",
+    "signed",
+    render.PANEL_STYLES,
+    "Panels: signed (red for / blue against the target) or positive (the paper's green).",
+)
 distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
@@ -81,7 +114,7 @@ def _check_counts() -> None:
         (_PER_DEVICE, 1, "images per device per step"),
         (_DELETION_STEPS, 1, "points of the deletion/insertion curves"),
         (_CHUNK, 0, "IG points per chunk, 0 = automatic"),
-        (_NUM_IMAGES, 0, "first N images of the split, 0 = all"),
+        (_NUM_IMAGES, 0, "first N images of the split or files, 0 = all"),
     ):
         if flag.value < low:
             raise ValueError(f"--{flag.name}={flag.value}: expected >= {low} ({meaning}).")
@@ -115,20 +148,39 @@ def _check_out(out: str) -> None:
         raise ValueError(f"--out={out} {what}; give a folder for the attribution files.")
 
 
+def _check_images() -> None:
+    """``--images``: image files (each opens as an image) and a target they have."""
+    if _TARGET.value == "label" and not _PAPER.value:
+        raise ValueError(
+            "--target=label explains the true class, which image files do not have; use "
+            "--target=predicted or a class index with --images."
+        )
+    try:
+        for path in image_files():
+            data.check_image_file(path)
+    except data.ImageError as e:
+        raise ValueError(f"--images={_IMAGES.value}: {e}") from None
+
+
 def _check_flags() -> None:
     """Refuses bad flag values in one line each, before anything is restored or written."""
-    from cervix_jax.data import CLASS_NAMES
-    from cervix_jax.train import TrainingError, checkpoint_steps, require_training_workdir
-
     try:
-        require_training_workdir(_WORKDIR.value)
-    except TrainingError as e:
+        train.require_training_workdir(_WORKDIR.value)
+    except train.TrainingError as e:
         raise ValueError(f"--workdir: {e}") from None
     _check_counts()
-    _check_target(len(CLASS_NAMES))  # every model of the registry is built with these classes
-    _check_which(checkpoint_steps(_WORKDIR.value))
+    # Every model of the registry is built with these classes.
+    _check_target(len(data.CLASS_NAMES))
+    _check_which(train.checkpoint_steps(_WORKDIR.value))
+    if _IMAGES.value is not None:
+        _check_images()
     if _OUT.value:
         _check_out(_OUT.value)
+
+
+def image_files() -> list[str]:
+    """The files of ``--images`` (the first ``--num_images``)."""
+    return data.find_images(_IMAGES.value)[: _NUM_IMAGES.value or None]
 
 
 def main(argv):
@@ -160,6 +212,7 @@ def main(argv):
         deletion_steps=_DELETION_STEPS.value,
         sanity_check=_SANITY.value,
         seed=_SEED.value,
+        max_cells=_MAX_CELLS.value,
     )
     if _PAPER.value:
         settings.update(
@@ -174,23 +227,29 @@ def main(argv):
     settings = batch.Settings(**settings)
     out = _OUT.value or os.path.join(_WORKDIR.value, f"attributions_{settings.method}")
     which = int(_WHICH.value) if _WHICH.value.isdigit() else _WHICH.value
+    common = dict(per_device_batch=_PER_DEVICE.value, which=which, panel_style=_PANEL_STYLE.value)
     try:
-        metrics = batch.attribute_split(
-            _WORKDIR.value,
-            out,
-            settings,
-            split=_SPLIT.value,
-            num_images=_NUM_IMAGES.value or None,
-            per_device_batch=_PER_DEVICE.value,
-            which=which,
-        )
-    except user_errors() as e:
+        if _IMAGES.value is None:
+            metrics = batch.attribute_split(
+                _WORKDIR.value,
+                out,
+                settings,
+                split=_SPLIT.value,
+                num_images=_NUM_IMAGES.value or None,
+                **common,
+            )
+        else:
+            paths = image_files()
+            metrics = batch.attribute_files(_WORKDIR.value, out, paths, settings, **common)
+    except (*user_errors(), ExplainError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if jax.process_index() != 0:
         return
+    reports.write_run_report(_WORKDIR.value, [out])  # the run's page, now with this gallery
+    keys = batch.METRIC_KEYS + batch.CELL_METRIC_KEYS
     means = ", ".join(
-        f"{k}={metrics[k]['mean']:.4g}" for k in batch.METRIC_KEYS if metrics[k]["mean"] is not None
+        f"{k}={metrics[k]['mean']:.4g}" for k in keys if metrics[k]["mean"] is not None
     )
     print(f"{metrics['num_images']} images -> {out}: {means}")
 

@@ -30,13 +30,20 @@ Public API:
       steps_per_epoch
   close_iterator(iterator)             stops its worker processes, frees their shared memory
   resize_and_crop(image, size)         the host-side geometry, for tools
+  model_input(image, size) -> [S, S, 3] uint8   any image (file, PIL, uint8/uint16 array, RGB,
+      RGBA, grayscale) as a model trained at S sees it: to_rgb_uint8, the dataset's stored size
+      (downsize_for_storage), resize_and_crop; mask_input for its cell/nucleus masks;
+      read_image, find_images, image_ids, check_image_file, ImageFileSource (files as a
+      pipeline source, label UNKNOWN_LABEL); ImageError names the image (images.py)
   normalize(images), augment(rng, images, augment_config)   pure JAX, inside the jitted step
   parse_dat, rasterize                 SIPaKMeD contour files and masks
+  label_maps(cytoplasm, nuclei, h, w)  per-cell label maps (0 background, k = cell k)
+  cell_label_fields(record, size), count_cells(record)   a record's label maps at input size
   DataError, ManualDownloadError       errors whose message is the whole explanation
 """
 
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the TFDS builder 'sipakmed')
-from cervix_jax.data.annotations import AnnotationError, parse_dat, rasterize
+from cervix_jax.data.annotations import AnnotationError, label_maps, parse_dat, rasterize
 from cervix_jax.data.augment import IMAGENET_MEAN, IMAGENET_STD, augment, normalize
 from cervix_jax.data.data_module import (
     DataModule,
@@ -45,10 +52,26 @@ from cervix_jax.data.data_module import (
     resolved_data_config,
 )
 from cervix_jax.data.errors import DataError, ManualDownloadError
+from cervix_jax.data.images import (
+    IMAGE_SUFFIXES,
+    MIN_IMAGE_SIDE,
+    UNKNOWN_LABEL,
+    ImageError,
+    ImageFileSource,
+    check_image_file,
+    find_images,
+    image_ids,
+    mask_input,
+    model_input,
+    read_image,
+    to_rgb_uint8,
+)
 from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
+    cell_label_fields,
     close_iterator,
+    count_cells,
     eval_iterator,
     load_sipakmed,
     num_eval_batches,
@@ -58,14 +81,23 @@ from cervix_jax.data.pipeline import (
     steps_per_epoch,
     train_iterator,
 )
-from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES, VARIANTS
+from cervix_jax.data.sipakmed.sipakmed_dataset_builder import (
+    CLASS_NAMES,
+    STORED_SHORTER_SIDE,
+    VARIANTS,
+    downsize_for_storage,
+)
 from cervix_jax.data.splits import SCHEMES as SPLIT_SCHEMES
 from cervix_jax.data.splits import kfold_splits, paper_split, split_indices
 from cervix_jax.data.synthetic import write_synthetic_sipakmed
 
 __all__ = [
     "CLASS_NAMES",
+    "IMAGE_SUFFIXES",
+    "MIN_IMAGE_SIDE",
     "SPLIT_SCHEMES",
+    "STORED_SHORTER_SIDE",
+    "UNKNOWN_LABEL",
     "VARIANTS",
     "ArraySource",
     "IMAGENET_MEAN",
@@ -73,26 +105,39 @@ __all__ = [
     "AnnotationError",
     "DataError",
     "DataModule",
+    "ImageError",
+    "ImageFileSource",
     "ManualDownloadError",
     "SipakmedMetadata",
     "array_data_module",
     "augment",
     "build_data_module",
+    "cell_label_fields",
+    "check_image_file",
     "close_iterator",
+    "count_cells",
+    "downsize_for_storage",
     "eval_iterator",
+    "find_images",
+    "image_ids",
     "kfold_splits",
+    "label_maps",
     "load_sipakmed",
+    "mask_input",
+    "model_input",
     "normalize",
     "num_eval_batches",
     "open_source",
     "paper_split",
     "parse_dat",
     "rasterize",
+    "read_image",
     "read_metadata",
     "resolved_data_config",
     "resize_and_crop",
     "split_indices",
     "steps_per_epoch",
+    "to_rgb_uint8",
     "train_iterator",
     "write_synthetic_sipakmed",
 ]

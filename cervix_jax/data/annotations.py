@@ -118,3 +118,53 @@ def unpack_polygons(vertices: np.ndarray, lengths: np.ndarray) -> list[np.ndarra
     """Inverse of `pack_polygons`."""
     bounds = np.cumsum(np.asarray(lengths, np.int64))[:-1]
     return [p for p in np.split(np.asarray(vertices), bounds)] if len(lengths) else []
+
+
+def _paint(polygons: Sequence[np.ndarray], values: Sequence[int], height: int, width: int):
+    """[height, width] int32: polygon i filled with ``values[i]``, later polygons on top."""
+    canvas = Image.new("I", (int(width), int(height)), 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon, value in zip(polygons, values, strict=True):
+        points = [(float(x) - 0.5, float(y) - 0.5) for x, y in np.asarray(polygon)]
+        if len(points) >= 3 and value > 0:  # same pixel convention as `rasterize`
+            draw.polygon(points, fill=int(value), outline=int(value))
+    return np.asarray(canvas, dtype=np.int32)
+
+
+def _nucleus_owners(cytoplasm, nuclei, height: int, width: int) -> list[int]:
+    """The 1-based cell of each nucleus: the stored order when every cell has one nucleus,
+    otherwise the cell whose cytoplasm covers most of the nucleus (0: none does)."""
+    if len(nuclei) == len(cytoplasm):
+        return list(range(1, len(nuclei) + 1))
+    cells = [rasterize([c], height, width).astype(bool) for c in cytoplasm]
+    owners = []
+    for nucleus in nuclei:
+        inside = rasterize([nucleus], height, width).astype(bool)
+        overlaps = [int((inside & cell).sum()) for cell in cells]
+        owners.append(int(np.argmax(overlaps)) + 1 if overlaps and max(overlaps) > 0 else 0)
+    return owners
+
+
+def label_maps(
+    cytoplasm: Sequence[np.ndarray], nuclei: Sequence[np.ndarray], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell label maps of one image, rasterised like `rasterize`.
+
+    Args:
+      cytoplasm: K cytoplasm polygons [N, 2] (x, y), in the stored order: cell k is
+        ``cytoplasm[k - 1]``.
+      nuclei: their nucleus polygons; nucleus k belongs to cell k when there are K of them
+        (SIPaKMeD's pairing), otherwise to the cell whose cytoplasm covers most of it.
+      height, width: map size.
+
+    Returns:
+      (cell_labels, nucleus_labels): [height, width] int32. ``cell_labels`` is 0 on the
+      background and k on cell k (cytoplasm and nucleus); where cells overlap, the later one
+      is on top, and a nucleus is on top of every cytoplasm (it stays its cell's). The
+      ``nucleus_labels`` are k on cell k's nucleus and 0 elsewhere, so the cytoplasm ring of
+      cell k is ``(cell_labels == k) & (nucleus_labels == 0)``.
+    """
+    owners = _nucleus_owners(cytoplasm, nuclei, height, width)
+    cells = _paint(cytoplasm, range(1, len(cytoplasm) + 1), height, width)
+    nucleus_labels = _paint(nuclei, owners, height, width)
+    return np.where(nucleus_labels > 0, nucleus_labels, cells), nucleus_labels

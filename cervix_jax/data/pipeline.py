@@ -6,7 +6,11 @@ The host decodes the stored PNG, resizes the shorter side to ``image_size`` and 
 Batches are dicts of numpy arrays (per process: ``global_batch_size // process_count`` rows):
   image [B, S, S, 3] uint8, label [B] int32, mask [B] bool (False on padding), index [B] int32
   (record index in the data source), image_id [B] str (host only), and with ``with_masks=True``
-  cell_mask, nucleus_mask [B, S, S] uint8 in {0, 1}.
+  cell_mask, nucleus_mask [B, S, S] uint8 in {0, 1} (the stored union masks, resized like the
+  image; all 0 for records without them) and the per-cell label maps cell_labels,
+  nucleus_labels [B, S, S] int32 (0 background,
+  k = cell k in the stored polygon order; `annotations.label_maps`) with num_cells [B] int32,
+  rasterised from the stored polygons mapped through the image's own resize and crop.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from PIL import Image
 
 from cervix_jax import runtime
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the builder)
+from cervix_jax.data.annotations import label_maps, unpack_polygons
 from cervix_jax.data.errors import DataError, ManualDownloadError
 from cervix_jax.data.sipakmed.sipakmed_dataset_builder import CLASS_NAMES
 
@@ -297,7 +302,8 @@ class ArraySource:
     row ``i`` of every array; `train_iterator` and `eval_iterator` read it exactly like the
     TFDS source (images that are already ``S x S`` are not resampled). Optional keys:
     ``image_id`` ([N] str; default the row number), ``cell_mask``/``nucleus_mask``
-    ([N, H, W] uint8, for ``with_masks=True``).
+    ([N, H, W] uint8, for ``with_masks=True``) and ``cell_labels``/``nucleus_labels``
+    ([N, H, W] int, per-cell label maps as `annotations.label_maps` makes them).
     """
 
     def __init__(self, arrays: dict[str, np.ndarray]):
@@ -375,6 +381,7 @@ class _DecodeCrop(grain.transforms.Map):
             if self.with_masks:
                 out["cell_mask"] = np.zeros((size, size), np.uint8)
                 out["nucleus_mask"] = np.zeros((size, size), np.uint8)
+                out.update(_no_cells(size))
             return out
         image_id = record.get("image_id", str(index))
         out = {
@@ -386,8 +393,71 @@ class _DecodeCrop(grain.transforms.Map):
         }
         if self.with_masks:
             for name in ("cell_mask", "nucleus_mask"):
-                out[name] = _image_field(record[name], size, nearest=True)
+                # A record without outlines (an image file) has empty masks: no localization.
+                mask = record.get(name)
+                out[name] = (
+                    np.zeros((size, size), np.uint8)
+                    if mask is None
+                    else _image_field(mask, size, nearest=True)
+                )
+            out.update(cell_label_fields(record, size))
         return out
+
+
+def _no_cells(size: int) -> dict:
+    zeros = np.zeros((size, size), np.int32)
+    return {"cell_labels": zeros, "nucleus_labels": zeros, "num_cells": np.int32(0)}
+
+
+def count_cells(record: dict) -> int:
+    """Cells of a record: its cytoplasm polygons, or the largest label of a ``cell_labels``
+    array (an `ArraySource`); 0 without either."""
+    if "cytoplasm_lengths" in record:
+        return int(len(record["cytoplasm_lengths"]))
+    if "cell_labels" in record:
+        return int(np.max(record["cell_labels"], initial=0))
+    return 0
+
+
+def _stored_size(value) -> tuple[int, int]:
+    """(width, height) of a record's image: a PNG's header, or an array's shape."""
+    if isinstance(value, bytes | np.bytes_):
+        with Image.open(io.BytesIO(value)) as image:  # reads the header only
+            return image.size
+    return int(np.shape(value)[1]), int(np.shape(value)[0])
+
+
+def cell_label_fields(record: dict, size: int) -> dict:
+    """``cell_labels``, ``nucleus_labels`` [S, S] int32 and ``num_cells`` of one record.
+
+    From the stored polygons, mapped through the image's resize-and-centre-crop (the same
+    square box `resize_and_crop` resamples) and rasterised at S x S; or, for an `ArraySource`
+    record with ``cell_labels``/``nucleus_labels`` arrays, those arrays resized by nearest
+    neighbour; all zeros (no cells) when the record has neither.
+    """
+    if "cytoplasm_vertices" in record:
+        width, height = _stored_size(record["image"])
+        left, top, right, _ = _square_box(width, height)
+        scale = size / (right - left)
+        polygons = {}
+        for part in ("cytoplasm", "nucleus"):
+            stored = unpack_polygons(record[f"{part}_vertices"], record[f"{part}_lengths"])
+            polygons[part] = [(np.asarray(p) - (left, top)) * scale for p in stored]
+        cells, nuclei = label_maps(polygons["cytoplasm"], polygons["nucleus"], size, size)
+        count = np.int32(count_cells(record))
+        return {"cell_labels": cells, "nucleus_labels": nuclei, "num_cells": count}
+    if "cell_labels" in record:
+        maps = {k: _label_field(record[k], size) for k in ("cell_labels", "nucleus_labels")}
+        return {**maps, "num_cells": np.int32(count_cells(record))}
+    return _no_cells(size)
+
+
+def _label_field(value, size: int) -> np.ndarray:
+    """An int label map, resized and centre-cropped by nearest neighbour."""
+    array = np.asarray(value, np.int32)
+    if array.shape[:2] == (size, size):
+        return array
+    return np.asarray(_resize_pil(Image.fromarray(array), size, nearest=True), np.int32)
 
 
 def _image_field(value, size: int, nearest: bool) -> np.ndarray:

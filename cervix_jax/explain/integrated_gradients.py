@@ -10,7 +10,7 @@ Chunk loop (``chunk_loop``). ``'scan'`` compiles the chunk once, inside an XLA w
 loop); ``'auto'`` (default) picks ``'unrolled'`` on CPU and ``'scan'`` elsewhere. Why: inside a
 while loop, XLA CPU (jaxlib 0.10.2) leaves the input-gradient convolutions with a reversed
 kernel in ``01oi`` order, which its fast convolution path does not take. Unrolled programs are
-compiled with XLA CPU's memory-optimised scheduler (``_COMPILER_OPTIONS``): with the default
+compiled with XLA CPU's memory-optimised scheduler (``loops.MEMORY_OPTIMIZED``): with the default
 one, buffers of every chunk stay alive and peak memory grows with ``steps``; with it, peak
 memory is set by the chunk size, at a small cost in speed. Compile time grows with the number of
 chunks. On accelerators the loop costs little and keeps compile time flat. The options apply to
@@ -57,7 +57,6 @@ the midpoint rule. The tests assert the smooth-case advantage only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -66,22 +65,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from cervix_jax.explain import baselines as baselines_lib
-from cervix_jax.explain import quadrature
+from cervix_jax.explain import loops
 from cervix_jax.explain import targets as targets_lib
 
 ScoreFn = Callable[..., jax.Array]
-
-CHUNK_LOOPS = ("auto", "scan", "unrolled")
-
-
-def _unroll_chunks(chunk_loop: str) -> bool:
-    """Whether the chunks are laid out in line (see "Chunk loop" in the module docstring)."""
-    if chunk_loop not in CHUNK_LOOPS:
-        raise ValueError(f"chunk_loop={chunk_loop!r} is unknown; use one of {CHUNK_LOOPS}.")
-    if chunk_loop == "auto":
-        return jax.default_backend() == "cpu"
-    return chunk_loop == "unrolled"
-
 
 class IGResult(NamedTuple):
     """Batched integrated gradients.
@@ -96,24 +83,6 @@ class IGResult(NamedTuple):
     score_difference: jax.Array
 
 
-def _chunked_schedule(
-    method: str, steps: int, chunk_size: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Points and weights reshaped to [num_chunks, chunk]; padding points get weight 0."""
-    alphas, weights = quadrature.points_and_weights(method, steps)
-    if chunk_size is None:
-        chunk = steps
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}.")
-    else:
-        chunk = min(chunk_size, steps)
-    num_chunks = math.ceil(steps / chunk)
-    pad = num_chunks * chunk - steps
-    alphas = np.concatenate([alphas, np.zeros(pad)]).reshape(num_chunks, chunk)
-    weights = np.concatenate([weights, np.zeros(pad)]).reshape(num_chunks, chunk)
-    return alphas, weights
-
-
 def _ig_single(
     f: ScoreFn,
     x: jax.Array,
@@ -126,7 +95,7 @@ def _ig_single(
     chunk_loop: str = "auto",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(attributions [H, W, C], completeness error [], f(x) - f(b) []) for one image/baseline."""
-    alphas, weights = _chunked_schedule(method, steps, chunk_size)
+    alphas, weights = loops.chunked_schedule(method, steps, chunk_size)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):  # e.g. uint8 images: gradients need floats
         x = x.astype(jnp.float32)
@@ -144,7 +113,7 @@ def _ig_single(
 
     chunks = (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype))
     integral = jnp.zeros_like(x)
-    if _unroll_chunks(chunk_loop):
+    if loops.unroll_chunks(chunk_loop):
         # A Python loop, not scan(unroll=True): that still wraps one chunk in a while loop.
         for i in range(alphas.shape[0]):
             integral, _ = add_chunk(integral, (chunks[0][i], chunks[1][i]))
@@ -157,27 +126,7 @@ def _ig_single(
 
 
 _STATIC = ("f", "steps", "method", "chunk_size", "chunk_loop")
-# XLA CPU's default scheduler keeps part of every unrolled chunk's buffers alive to the end, so
-# temporaries grow with the step count; the memory-optimised one reuses them (measured in
-# docs/performance.md, "What we learned", 2). Other backends ignore the option.
-_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
-
-
-def _jit_pair(fun: Callable) -> tuple[Callable, Callable]:
-    """``fun`` jitted with ``_COMPILER_OPTIONS`` (top level), and plainly (inside a caller's
-    trace, where JAX refuses compiler options)."""
-    return (
-        jax.jit(fun, static_argnames=_STATIC, compiler_options=_COMPILER_OPTIONS),
-        jax.jit(fun, static_argnames=_STATIC),
-    )
-
-
-def _pick(jitted: tuple[Callable, Callable], *arrays: Any) -> Callable:
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(arrays))
-    return jitted[1] if traced else jitted[0]
-
-
-_IG_JITS = _jit_pair(_ig_single)
+_IG_JITS = loops.jit_pair(_ig_single, _STATIC)
 
 
 def integrated_gradients(
@@ -209,7 +158,7 @@ def integrated_gradients(
       ``completeness_error = sum(attributions) - (f(x) - f(baseline))``.
     """
     options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
-    jitted = _pick(_IG_JITS, x, baseline, f_args)
+    jitted = loops.pick_jit(_IG_JITS, x, baseline, f_args)
     attributions, error, _ = jitted(f, x, baseline, tuple(f_args), **options)
     return attributions, error
 
@@ -233,7 +182,7 @@ def lower_integrated_gradients(
     time compilation apart that way); ``.as_text()`` is its StableHLO (a chunk loop shows as a
     ``while``) and ``.compile().memory_analysis()`` its memory use. Arguments as in
     ``integrated_gradients``; ``memory_optimized=False`` lowers it without
-    ``_COMPILER_OPTIONS`` (XLA CPU's default scheduler), for comparison.
+    ``loops.MEMORY_OPTIMIZED`` (XLA CPU's default scheduler), for comparison.
     """
     options = dict(steps=steps, method=method, chunk_size=chunk_size, chunk_loop=chunk_loop)
     jitted = _IG_JITS[0] if memory_optimized else _IG_JITS[1]
@@ -252,7 +201,7 @@ def _ig_batch(f, images, baselines, targets, f_args, *, steps, method, chunk_siz
     return IGResult(attributions.mean(axis=1), errors.mean(axis=1), deltas.mean(axis=1))
 
 
-_IG_BATCH_JITS = _jit_pair(_ig_batch)
+_IG_BATCH_JITS = loops.jit_pair(_ig_batch, _STATIC)
 
 
 def _broadcast_baselines(images: jax.Array, baselines) -> jax.Array:
@@ -308,7 +257,7 @@ def integrated_gradients_batch(
     baselines = _broadcast_baselines(images, baselines)
     if targets is not None:
         targets = jnp.asarray(targets, jnp.int32)
-    return _pick(_IG_BATCH_JITS, images, baselines, targets, f_args)(
+    return loops.pick_jit(_IG_BATCH_JITS, images, baselines, targets, f_args)(
         f,
         images,
         baselines,

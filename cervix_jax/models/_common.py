@@ -19,6 +19,13 @@ import jax.numpy as jnp
 
 # Name of the last convolutional feature map (Grad-CAM contract in docs/design.md).
 LAST_CONV = "last_conv"
+# Name of the pooled features the classifier head reads (embeddings).
+POOLED_FEATURES = "pooled_features"
+# Names of the attention networks' own maps in ``intermediates`` (docs/design.md): each
+# Residual Attention module's soft mask and each channel-attention layer's weighted feature
+# map, [B, h, w] float32 (``cervix_jax.explain.attention`` turns them into one map).
+SOFT_MASK = "soft_mask"
+CHANNEL_ATTENTION_MAP = "channel_attention_map"
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # torch momentum 0.1: running = 0.9 * running + 0.1 * batch
@@ -183,14 +190,18 @@ def classifier_head(
 
 
 def last_conv_to_logits(module: nn.Module, x: jax.Array, *, train: bool, dtype: Any) -> jax.Array:
-    """The end every model shares: expose ``x`` as ``last_conv``, average-pool, paper head.
+    """The end every model shares: expose ``x`` as ``last_conv``, average-pool (sown as
+    ``pooled_features``), paper head.
 
     ``module`` must have ``num_classes`` and ``dropout_rate`` fields; call it from the module's
     compact ``__call__`` so the head's parameters are named under that module.
     """
     x = expose_last_conv(module, x)
+    pooled = global_avg_pool(x)
+    # What the head sees (before dropout): sown for `registry.pooled_features`.
+    module.sow("intermediates", POOLED_FEATURES, pooled)
     return classifier_head(
-        global_avg_pool(x),
+        pooled,
         num_classes=module.num_classes,
         dropout_rate=module.dropout_rate,
         train=train,

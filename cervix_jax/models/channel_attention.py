@@ -6,7 +6,10 @@
 - :class:`RCAB`: residual channel attention block, conv3x3 -> ReLU -> conv3x3 -> channel
   attention, plus the identity.
 
-Both take and return ``[B, H, W, C]`` and infer ``C`` from the input.
+Both take and return ``[B, H, W, C]`` and infer ``C`` from the input. ``ChannelAttention``
+sows ``mean_c(relu(x_c) * w_c)`` (``[B, H, W]``, its input weighted by its attention weights
+``w``, as class activation maps weight channels) into ``intermediates['channel_attention_map']``
+when that collection is mutable.
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ class ChannelAttention(_AttentionBlock):
         y = _common.conv(hidden, 1, use_bias=True, dtype=self.dtype, name="conv_down")(y)
         y = nn.relu(y)
         y = _common.conv(channels, 1, use_bias=True, dtype=self.dtype, name="conv_up")(y)
-        return x * nn.sigmoid(y).astype(x.dtype)
+        weights = nn.sigmoid(y).astype(jnp.float32)  # [B, 1, 1, C]
+        # A class activation map with the attention weights as channel weights: the
+        # activated input channels, weighted by how much the layer lets each through.
+        cam = (nn.relu(x.astype(jnp.float32)) * weights).mean(axis=-1)
+        self.sow("intermediates", _common.CHANNEL_ATTENTION_MAP, cam)
+        return x * weights.astype(x.dtype)
 
 
 class RCAB(_AttentionBlock):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cervix_jax.models._common import parse_dtype
+from cervix_jax.models._common import POOLED_FEATURES, parse_dtype
 from cervix_jax.models.densenet import DenseNet
 from cervix_jax.models.residual_attention import ResidualAttentionNet
 from cervix_jax.models.resnet import ResNet
@@ -146,6 +146,17 @@ def last_conv_perturbation(model: nn.Module, input_shape: Sequence[int]) -> dict
 
     abstract = jax.eval_shape(init, jax.random.key(0))
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+
+
+def pooled_features(model: nn.Module, variables: dict, x: jax.Array) -> jax.Array:
+    """``[B, D] float32``: what the classifier head of ``model`` reads for ``x`` (inference).
+
+    The last conv feature map average-pooled, before dropout and the dense layer (``D``: 2048
+    for ResNet-50, 1024 for DenseNet-121); every registered model sows it into
+    ``intermediates['pooled_features']``. ``x: [B, H, W, 3]`` normalised, as for ``apply``.
+    """
+    _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+    return state["intermediates"][POOLED_FEATURES][0].astype(jnp.float32)
 
 
 def count_params(params: Any) -> int:

@@ -23,6 +23,10 @@ matching their ``nn.UpsamplingBilinear2d``; ``align_corners=False`` gives half-p
 Their code has no dropout in this head; ``dropout_rate`` keeps the project's common head
 (set 0.0 for theirs). The final average pool is global (their ``AvgPool2d(7)`` at 224).
 
+Attention maps: each attention module sows its soft mask averaged over channels,
+``[B, h, w]`` in (0, 1), into ``intermediates['<module>']['soft_mask']`` (only when that
+collection is mutable; parameters and logits are unchanged).
+
 Grad-CAM: the map after the final BN-ReLU (``[B, H/32, W/32, 2048]`` for the full models) is
 named ``last_conv``: sown into ``intermediates['last_conv']`` and wrapped by
 ``self.perturb('last_conv', ...)``.
@@ -132,6 +136,8 @@ class AttentionModule(nn.Module):
         y = nn.relu(_common.batch_norm(train, dtype=self.dtype, name="mask_bn2")(y))
         y = _common.conv(self.features, 1, dtype=self.dtype, name="mask_conv2")(y)
         mask = nn.sigmoid(y)
+        # The module's own explanation: where it lets the trunk through (channel mean).
+        self.sow("intermediates", _common.SOFT_MASK, mask.astype(jnp.float32).mean(axis=-1))
         return unit("last")((1 + mask) * trunk, train)
 
 

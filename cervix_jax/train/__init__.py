@@ -22,7 +22,10 @@ Public surface (contract in docs/design.md):
 - ``mesh``: the ``('data',)`` device mesh, shardings and global batches (``make_mesh``,
   ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
 - ``user_errors()``: the exception types entry points print without a traceback.
-- ``classification_metrics``, ``load_config_json``.
+- ``ProgressLine``: the one-line ``done/total images`` counter of the tools over images.
+- ``classification_metrics``, ``per_class_scores`` (also of stacked confusion matrices),
+  ``load_config_json``, ``has_checkpoints``, ``check_resumable`` (whether a workdir can take
+  a run of a config).
 
 Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
 ``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
@@ -44,21 +47,32 @@ from cervix_jax.train.errors import (
     user_errors,
 )
 from cervix_jax.train.loop import evaluate, train_and_evaluate
-from cervix_jax.train.metrics import classification_metrics
+from cervix_jax.train.metrics import classification_metrics, per_class_scores
+from cervix_jax.train.progress import ProgressLine
 from cervix_jax.train.restore import restore_inference_variables
-from cervix_jax.train.workdir import checkpoint_steps, load_config_json, require_training_workdir
+from cervix_jax.train.workdir import (
+    check_resumable,
+    checkpoint_steps,
+    has_checkpoints,
+    load_config_json,
+    require_training_workdir,
+)
 
 __all__ = [
     "ConfigError",
     "Interrupted",
     "Parts",
+    "ProgressLine",
     "TrainingError",
     "check_config",
+    "check_resumable",
     "checkpoint_steps",
     "classification_metrics",
     "evaluate",
+    "has_checkpoints",
     "load_config_json",
     "mesh",
+    "per_class_scores",
     "reported_as_exit",
     "require_training_workdir",
     "restore_inference_variables",

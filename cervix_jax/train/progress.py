@@ -1,4 +1,5 @@
-"""What a run prints while it trains: progress lines on process 0, throughput and time left."""
+"""What a run prints while it trains: progress lines on process 0, throughput and time left;
+and the one-line counter of the tools that go over images (`ProgressLine`)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,26 @@ class ProgressMeter:
     def elapsed(self) -> float:
         """Seconds since the meter was created."""
         return self._clock() - self._run_start
+
+
+class ProgressLine:
+    """``<label>: done/total images, rate/s``, rewritten in place on stderr.
+
+    The progress of the tools that go over images (attribution, prediction, embeddings);
+    ``enabled=False`` (other processes, tests) prints nothing.
+    """
+
+    def __init__(self, label: str, total: int, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done, self.start = 0, time.perf_counter()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.enabled:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} images, {rate:.2f}/s ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")

@@ -60,3 +60,40 @@ def test_pack_unpack_and_scale():
     scaled = annotations.scale_polygons(back, 0.5, 2.0)
     np.testing.assert_allclose(scaled[1][0], [1.0, 4.0])
     assert annotations.unpack_polygons(*annotations.pack_polygons([])) == []
+
+
+def _square(x0, y0, x1, y1):
+    return np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+
+
+def test_label_maps_number_cells_in_stored_order_with_nuclei_on_top():
+    # Cell 2 overlaps cell 1 (and lies on top of it); nucleus 1 sits in the overlap.
+    cytoplasm = [_square(0, 0, 6, 6), _square(4, 0, 10, 6)]
+    nuclei = [_square(4, 2, 6, 4), _square(7, 2, 9, 4)]
+    cells, nucleus = annotations.label_maps(cytoplasm, nuclei, 8, 12)
+    assert cells.dtype == nucleus.dtype == np.int32 and cells.shape == (8, 12)
+    inside = [annotations.rasterize([p], 8, 12) > 0 for p in cytoplasm + nuclei]
+    expected = np.zeros((8, 12), np.int32)
+    expected_nucleus = np.zeros((8, 12), np.int32)
+    expected[inside[0]] = 1
+    expected[inside[1]] = 2
+    expected_nucleus[inside[2]] = 1
+    expected_nucleus[inside[3]] = 2
+    # A nucleus stays its own cell's, above a neighbour's cytoplasm.
+    expected[expected_nucleus > 0] = expected_nucleus[expected_nucleus > 0]
+    assert (expected == 1).any() and (expected_nucleus[inside[1]] == 1).any()
+    np.testing.assert_array_equal(cells, expected)
+    np.testing.assert_array_equal(nucleus, expected_nucleus)
+    np.testing.assert_array_equal(cells > 0, annotations.rasterize(cytoplasm, 8, 12) > 0)
+    np.testing.assert_array_equal(nucleus > 0, annotations.rasterize(nuclei, 8, 12) > 0)
+
+
+def test_label_maps_pair_a_missing_nucleus_by_overlap():
+    # Three cells, two nuclei (the first cell lacks one): each nucleus goes to the cell it is in.
+    cytoplasm = [_square(0, 0, 4, 4), _square(4, 0, 8, 4), _square(8, 0, 12, 4)]
+    nuclei = [_square(5, 1, 7, 3), _square(9, 1, 11, 3)]
+    _, nucleus = annotations.label_maps(cytoplasm, nuclei, 4, 12)
+    assert set(np.unique(nucleus[:, 4:8])) == {0, 2} and set(np.unique(nucleus[:, 8:])) == {0, 3}
+    assert not nucleus[:, :4].any()
+    cells, nucleus = annotations.label_maps([], [], 3, 3)
+    assert not cells.any() and not nucleus.any()

@@ -3,7 +3,10 @@ import pytest
 from PIL import Image
 
 from cervix_jax.data import (
+    ArraySource,
     ManualDownloadError,
+    annotations,
+    count_cells,
     eval_iterator,
     load_sipakmed,
     num_eval_batches,
@@ -274,3 +277,70 @@ def test_array_source_and_start_step():
     np.testing.assert_array_equal(small["image"][1], resize_and_crop(arrays["image"][1], 8))
     with pytest.raises(ValueError, match="one length"):
         ArraySource({"image": arrays["image"], "label": np.arange(3)})
+
+
+def test_cell_label_maps_match_the_polygons_scaled_by_hand(source, metadata):
+    size = 32
+    batch = next(
+        eval_iterator(
+            source, np.arange(len(source)), image_size=size, global_batch_size=12, with_masks=True
+        )
+    )
+    assert batch["cell_labels"].shape == (12, size, size)
+    assert batch["cell_labels"].dtype == batch["nucleus_labels"].dtype == np.int32
+    for row in range(len(source)):
+        record = source[int(batch["index"][row])]
+        # Stored 128 x 96: the centre square is x in [16, 112], scaled by 32 / 96.
+        by_hand = {
+            name: [
+                (p - np.asarray([16.0, 0.0])) * (size / 96.0)
+                for p in annotations.unpack_polygons(
+                    record[f"{name}_vertices"], record[f"{name}_lengths"]
+                )
+            ]
+            for name in ("cytoplasm", "nucleus")
+        }
+        cytoplasm, nuclei = by_hand["cytoplasm"], by_hand["nucleus"]
+        assert batch["num_cells"][row] == len(cytoplasm) == len(nuclei) > 0
+        expected = np.zeros((size, size), np.int32)
+        expected_nuclei = np.zeros((size, size), np.int32)
+        for k, (cyt, nuc) in enumerate(zip(cytoplasm, nuclei, strict=True), start=1):
+            expected[annotations.rasterize([cyt], size, size) > 0] = k
+            expected_nuclei[annotations.rasterize([nuc], size, size) > 0] = k
+        expected = np.where(expected_nuclei > 0, expected_nuclei, expected)
+        np.testing.assert_array_equal(batch["cell_labels"][row], expected)
+        np.testing.assert_array_equal(batch["nucleus_labels"][row], expected_nuclei)
+    padding = batch["index"] < 0
+    assert padding.sum() == 2 and not batch["cell_labels"][padding].any()
+    assert not batch["num_cells"][padding].any()
+    # Same geometry as the image: at 96 px the crop keeps the stored scale, and the union of
+    # the label maps is the stored union mask, cropped.
+    native = next(
+        eval_iterator(
+            source, np.arange(len(source)), image_size=96, global_batch_size=10, with_masks=True
+        )
+    )
+    np.testing.assert_array_equal(native["cell_labels"] > 0, native["cell_mask"] > 0)
+    np.testing.assert_array_equal(native["nucleus_labels"] > 0, native["nucleus_mask"] > 0)
+
+
+def test_array_source_label_maps_are_resized_by_nearest_neighbour():
+    labels = np.zeros((2, 8, 8), np.int32)
+    labels[0, :4, :4], labels[0, 4:, 4:] = 1, 2
+    arrays = dict(
+        image=np.zeros((2, 8, 8, 3), np.uint8),
+        label=np.zeros(2, np.int32),
+        cell_mask=(labels > 0).astype(np.uint8),
+        nucleus_mask=np.zeros((2, 8, 8), np.uint8),
+        cell_labels=labels,
+        nucleus_labels=np.zeros((2, 8, 8), np.int32),
+    )
+    batch = next(
+        eval_iterator(
+            ArraySource(arrays), np.arange(2), image_size=4, global_batch_size=2, with_masks=True
+        )
+    )
+    np.testing.assert_array_equal(batch["cell_labels"][0], labels[0, ::2, ::2])
+    assert list(batch["num_cells"]) == [2, 0]
+    assert count_cells(arrays_row := {k: v[0] for k, v in arrays.items()}) == 2
+    assert count_cells({"image": arrays_row["image"]}) == 0

@@ -10,23 +10,31 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.slow
-def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
-    workdir, out = tiny_trained_workdir, tmp_path / "attributions"
-
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"}
+def _attribute(workdir, out, *flags, devices=2):
+    """Runs tools/attribute.py in a fresh process on ``devices`` CPU devices."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(devices)}
     command = [
         sys.executable,
         os.path.join(REPO, "tools", "attribute.py"),
         f"--workdir={workdir}",
         f"--out={out}",
+        *flags,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
+    out = tmp_path / "attributions"
+    done = _attribute(
+        tiny_trained_workdir,
+        out,
         "--method=ig",
         "--steps=4",
         "--num_images=3",
         "--baseline=black",
         "--deletion_steps=4",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 images ->" in done.stdout
     metrics = json.loads((out / "attribution_metrics.json").read_text())
@@ -43,4 +51,18 @@ def test_attribute_tool_on_a_trained_workdir(tmp_path, tiny_trained_workdir):
         assert len(metrics[key]["per_image"]) == 3
     for image_id in metrics["insertion_auc"]["per_image"]:
         assert (out / f"{image_id}.png").exists() and (out / f"{image_id}.npy").exists()
+        assert metrics["images"][image_id]["panel"] == f"{image_id}.png"
+        assert metrics["images"][image_id]["cells"]["num_cells"] >= 1
     assert (out / "attribution_metrics.md").exists()
+    for name in metrics["figures"].values():
+        assert (out / name).exists(), name
+    assert "occlusion_spearman=" in done.stdout or metrics["occlusion_spearman"]["mean"] is None
+
+
+@pytest.mark.slow
+def test_attention_on_a_network_without_attention_is_one_clear_line(tmp_path, tiny_trained_workdir):
+    out = tmp_path / "attention"
+    done = _attribute(tiny_trained_workdir, out, "--method=attention", devices=1)
+    assert done.returncode == 1
+    assert "error: method='attention' needs a network with attention, but ResNet" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -3,6 +3,7 @@ bilinear upsampling, and overfitting a batch of 8 images."""
 
 from __future__ import annotations
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +32,30 @@ def test_tiny_forward_shapes_and_last_conv(tiny, name):
     (last_conv,) = state["intermediates"]["last_conv"]
     assert last_conv.shape[:3] == (2, 2, 2)
     assert np.all(np.asarray(last_conv) >= 0)  # taken after the final ReLU
+    # The attention networks' own maps (explain's method 'attention'): [B, h, w] float32.
+    flat = flax.traverse_util.flatten_dict(state["intermediates"])
+    # What the head reads (models.pooled_features): [B, D], D the last conv map's channels.
+    (pooled,) = state["intermediates"][models.POOLED_FEATURES]
+    assert pooled.shape == (2, last_conv.shape[-1])
+    np.testing.assert_allclose(pooled, np.asarray(last_conv).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    top_level = {"last_conv", models.POOLED_FEATURES}
+    sown = {"/".join(path): value[0] for path, value in flat.items() if path[-1] not in top_level}
+    expected = {
+        "attention56_tiny": {"attention1_1", "attention2_1", "attention3_1"},
+        "attention92_tiny": {"attention1_1", "attention2_1", "attention2_2", "attention3_1"},
+    }
+    if name in expected:
+        assert set(sown) == {f"{m}/{models.SOFT_MASK}" for m in expected[name]}
+        for key, mask in sown.items():
+            stage = int(key[len("attention")])
+            assert mask.shape == (2, 64 // 2 ** (stage + 1), 64 // 2 ** (stage + 1)), key
+            assert mask.dtype == jnp.float32 and 0 < mask.min() <= mask.max() < 1  # sigmoid
+    elif name == "densenet121_rca_tiny":
+        key = f"denseblock4_denselayer2/channel_attention/{models.CHANNEL_ATTENTION_MAP}"
+        assert list(sown) == [key] and sown[key].shape == (2, 2, 2)
+        assert np.all(np.asarray(sown[key]) >= 0)
+    else:
+        assert sown == {}  # no attention, nothing sown
 
 
 def test_init_variables_accepts_shapes_and_is_deterministic(tiny):

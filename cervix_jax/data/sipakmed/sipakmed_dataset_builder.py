@@ -48,6 +48,8 @@ OFFICIAL_COUNTS = {
 }
 HOMEPAGE = "https://www.cs.uoi.gr/~marina/sipakmed.html"
 SYNTHETIC_MARKER = "SYNTHETIC_SIPAKMED.txt"
+# Full images are stored with their shorter side at most this long (the originals: 1536 px).
+STORED_SHORTER_SIDE = 384
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download the five SIPaKMeD image archives from {HOMEPAGE}:
@@ -81,7 +83,7 @@ class SipakmedConfig(tfds.core.BuilderConfig):
 
     cells: str = "full"
     background_value: int | None = None
-    max_shorter_side: int = 384
+    max_shorter_side: int = STORED_SHORTER_SIDE
 
 
 _ARCHIVE_SUFFIXES = (".7z", ".zip")
@@ -308,6 +310,25 @@ def _locate_classes(manual_dir: str, max_depth: int = 3) -> list[_Archive]:
                 f"them in the manual directory {manual_dir} and move the others out."
             )
     return [_Archive(*found[c][0]) for c in CLASS_NAMES]
+
+
+def downsize_for_storage(
+    image: np.ndarray, max_shorter_side: int = STORED_SHORTER_SIDE
+) -> np.ndarray:
+    """``image`` ``[H, W, C]`` as the dataset stores it: its shorter side reduced to
+    ``max_shorter_side`` (aspect kept) when longer, unchanged otherwise.
+
+    The first step of what a model is trained on (then the pipeline's `resize_and_crop`), so
+    that ``cervix_jax.data.model_input`` gives a full-resolution file exactly that input.
+    """
+    height, width = image.shape[:2]
+    shorter = min(height, width)
+    if shorter <= max_shorter_side:
+        return image
+    new_w = max(1, round(width * max_shorter_side / shorter))
+    new_h = max(1, round(height * max_shorter_side / shorter))
+    # BOX averages whole source pixels: the right filter for a large integer reduction.
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BOX))
 
 
 def _decode_bmp(data: bytes, source: str) -> np.ndarray:
@@ -545,15 +566,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         cytoplasm = _read_polygons(archive, cyt_paths)
         nuclei = _read_polygons(archive, nuc_paths)
         height, width = image.shape[:2]
-        shorter = min(height, width)
-        if shorter > config.max_shorter_side:
-            new_w = max(1, round(width * config.max_shorter_side / shorter))
-            new_h = max(1, round(height * config.max_shorter_side / shorter))
-            # BOX averages whole source pixels: the right filter for a large integer reduction.
-            image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BOX))
-            cytoplasm = annotations.scale_polygons(cytoplasm, new_w / width, new_h / height)
-            nuclei = annotations.scale_polygons(nuclei, new_w / width, new_h / height)
+        image = downsize_for_storage(image, config.max_shorter_side)
         h, w = image.shape[:2]
+        if (h, w) != (height, width):
+            cytoplasm = annotations.scale_polygons(cytoplasm, w / width, h / height)
+            nuclei = annotations.scale_polygons(nuclei, w / width, h / height)
         cell_mask = annotations.rasterize(cytoplasm, h, w)
         nucleus_mask = annotations.rasterize(nuclei, h, w)
         if config.background_value is not None:
