@@ -25,19 +25,15 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags, logging
-    from ml_collections import config_flags
 
     from cervix_jax import reports, runtime
-    from cervix_jax.train import distributed
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file, e.g. configs/rca.py or configs/rca.py:cropped,demo.",
-    lock_config=True,
+flag_parsing.define_config_file(
+    None, "Config file, e.g. configs/rca.py or configs/rca.py:cropped,demo."
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
 flags.DEFINE_enum(
@@ -69,45 +65,12 @@ def main(argv):
         reports.write_run_report(FLAGS.workdir)
 
 
-def argv_config(argv: list[str]) -> str:
-    return next((a for a in argv if a.startswith("--config=")), "--config")
-
-
-def _config_file_problem(argv: list[str]) -> str | None:
-    """Why ``--config`` cannot be used (``--mode=train`` needs one; a file that does not load),
-    or None. ml_collections defers a loading error to the first use of the config."""
-    config = FLAGS["config"].value
-    if config is None:
-        return None if FLAGS.mode == "eval" else "--config is required with --mode=train"
-    try:
-        config.keys()
-    except OSError as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        return f"{argv_config(argv)}: cannot load it ({lines[-1] if lines else e})"
-    return None
-
-
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a short message instead of a traceback when the config or an
-    override is refused (unknown key, wrong type, bad config string, a missing file)."""
-    try:
-        rest = FLAGS(argv)
-        problem = _config_file_problem(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
-        message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
-        if "Traceback" in message:  # an error inside get_config(): keep its last line
-            message = f"{argv_config(argv)}: {message.rsplit('Error: ', 1)[-1]}"
-        elif isinstance(e, KeyError | AttributeError):
-            overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-            culprits = [
-                o for o in overrides if any(f"'{part}'" in message for part in o.split(".")[1:])
-            ]
-            message = f"unknown config key {', '.join(culprits) or ''} ({message})"
-        print(f"error: {message}; config keys and their types: configs/default.py", file=sys.stderr)
-        sys.exit(2)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
+    """The command line, every refusal in one line (`flag_parsing.parse_config_flags`);
+    ``--config`` may be left out with ``--mode=eval`` (the run's saved config is used)."""
+    rest = flag_parsing.parse_config_flags(argv)
+    if FLAGS.config is None and FLAGS.mode == "train":
+        flag_parsing.exit_usage_error("--config is required with --mode=train")
     return rest
 
 

@@ -16,17 +16,14 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
-    from ml_collections import config_flags
 
     from cervix_jax import runtime
-    from cervix_jax.train import distributed
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/*.py[:string]).", lock_config=True
-)
+flag_parsing.define_config_file(None, "Config file (configs/*.py[:string]).")
 flags.DEFINE_string("workdir", None, "Output directory; fold k trains in WORKDIR/fold_k.")
 flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all K).")
 distributed.define_flags()
@@ -45,12 +42,6 @@ def main(argv):
 
     from cervix_jax import study, train
 
-    try:  # ml_collections defers an error loading the config file to its first use
-        FLAGS.config.keys()
-    except OSError as e:
-        last = [line.strip() for line in str(e).splitlines() if line.strip()][-1:]
-        print(f"error: --config: cannot load it ({''.join(last) or e})", file=sys.stderr)
-        sys.exit(2)
     folds = [f for f in FLAGS.folds.split(",") if f.strip()]
     with train.reported_as_exit():  # user errors, Ctrl-C and SIGTERM: one line, an exit code
         try:
@@ -63,5 +54,6 @@ def main(argv):
     if jax.process_index() == 0:
         print(study.cv_markdown(cv, "Cross-validation"), flush=True)
 
+
 if __name__ == "__main__":
-    app.run(distributed.exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main), flags_parser=flag_parsing.parse_config_flags)

@@ -28,20 +28,17 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
-    from ml_collections import config_flags
 
     from cervix_jax import runtime
-    from cervix_jax.train import distributed
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
+flag_parsing.define_config_file(
     os.path.join(_DEFAULT_CONFIG, "default.py"),
     "Base config of every cell (the study sets model, variant, fold and init_from).",
-    lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (runs/, study.json, study.html).")
 _MODELS = flags.DEFINE_string(
@@ -189,8 +186,8 @@ def main(argv):
         spec = _spec()
         only = study.parse_only(_ONLY.value, spec) if _ONLY.value else None
         if not _COLLECT.value:
+            distributed.initialize_from_flags()  # first: the checks count every device
             study.check_plan(FLAGS.config, spec, _WORKDIR.value, [only] if only else spec.cells())
-            distributed.initialize_from_flags()
             if _CACHE.value:
                 runtime.enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
             study.run_grid(FLAGS.config, spec, _WORKDIR.value, only)
@@ -207,4 +204,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(distributed.exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main), flags_parser=flag_parsing.parse_config_flags)

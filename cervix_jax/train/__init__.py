@@ -29,7 +29,8 @@ Public surface (contract in docs/design.md):
 
 Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
 ``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
-and iterators from the config), ``config_checks``, ``interrupts``, ``evaluation``,
+and iterators from the config), ``config_checks``, ``interrupts``, ``flag_parsing`` (the
+``--config`` flag of the entry points, refusals in one line), ``evaluation``,
 ``progress``, ``workdir``, ``checkpoints``, ``step``, ``state``, ``optim``, ``mesh``,
 ``metrics``, ``report``, ``distributed``, ``errors``.
 """
