@@ -33,7 +33,7 @@ import sys
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
 
-    from cervix_jax import data, reports, runtime, train
+    from cervix_jax import analysis, data, reports, runtime, train
     from cervix_jax.explain import (
         BASELINE_KINDS,
         PAPER_PRESET,
@@ -131,13 +131,6 @@ def _check_target(num_classes: int) -> None:
         )
 
 
-def _check_which(steps: list[int]) -> None:
-    which = _WHICH.value
-    if which in ("best", "latest") or (which.isdigit() and int(which) in steps):
-        return
-    raise ValueError(f"--which={which}: expected 'best', 'latest' or a checkpoint step {steps}.")
-
-
 def _check_out(out: str) -> None:
     """``--out`` must be a folder or not exist yet, below a folder (never over a file)."""
     existing = os.path.abspath(out)
@@ -159,7 +152,7 @@ def _check_images() -> None:
         for path in image_files():
             data.check_image_file(path)
     except data.ImageError as e:
-        raise ValueError(f"--images={_IMAGES.value}: {e}") from None
+        raise ValueError(f"--images: {e}") from None
 
 
 def _check_flags() -> None:
@@ -171,7 +164,7 @@ def _check_flags() -> None:
     _check_counts()
     # Every model of the registry is built with these classes.
     _check_target(len(data.CLASS_NAMES))
-    _check_which(train.checkpoint_steps(_WORKDIR.value))
+    analysis.parse_which(_WHICH.value, _WORKDIR.value, name="--which")
     if _IMAGES.value is not None:
         _check_images()
     if _OUT.value:
