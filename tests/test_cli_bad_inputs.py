@@ -4,8 +4,12 @@ the folder around them) exactly as it was.
 
 To add a row: append a `Row` to `ROWS` (or to a tool's own list) with the command (``{tmp}``,
 ``{run}``, ``{file}``, ``{folder}``, ``{garbage}`` and ``{readonly}`` are filled in, see
-`_Paths`), the text the message must contain, and, for absl's own flag errors, ``lines=2``
-(absl adds one usage line: "Pass --helpshort or --helpfull to see help on flags.").
+`_Paths`; ``{tmp}`` also holds the files of `_user_files`), the text the message must contain,
+and, for absl's own flag errors, ``lines=2`` (absl adds one usage line: "Pass --helpshort or
+--helpfull to see help on flags.").
+
+Every row fails in validation, before any model is restored or compiled (a few seconds each:
+most of it is Python importing JAX).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.tree_snapshot import snapshot
 
@@ -35,6 +41,7 @@ TINY_RUN = (
     "--config.num_epochs=1",
 )
 DEMO = ("--config=configs/resnet50.py:demo", "--workdir={tmp}/w")
+UNKNOWN_KEY = 'unknown config key --config.optim.lrr: Did you mean "lr"'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +62,7 @@ MAIN_ROWS = [
     Row("config-file-missing", "main.py", ("--config=configs/nope.py", "--workdir={tmp}/w"),
         "configs/nope.py"),
     Row("train-without-config", "main.py", ("--workdir={tmp}/w",), "--config is required"),
-    Row("unknown-key", "main.py", (*DEMO, "--config.optim.lrr=1"), "--config.optim.lrr"),
+    Row("unknown-key", "main.py", (*DEMO, "--config.optim.lrr=1"), UNKNOWN_KEY),
     Row("batch-size-0", "main.py", (*DEMO, "--config.batch_size=0"), "config.batch_size=0"),
     Row("batch-size-negative", "main.py", (*DEMO, "--config.batch_size=-8"),
         "config.batch_size=-8"),
@@ -104,6 +111,56 @@ ATTRIBUTE_ROWS = [
         "--which=999"),
     Row("unknown-method", "tools/attribute.py", ("--workdir={run}", "--method=shap"),
         "--method", lines=2),
+    Row("images-missing", "tools/attribute.py", ("--workdir={run}", "--images={tmp}/gone.png"),
+        "--images: {tmp}/gone.png: no image files"),
+    Row("images-not-an-image", "tools/attribute.py",
+        ("--workdir={run}", "--images={tmp}/notes.png"), "notes.png: cannot be read as an image"),
+    Row("images-target-label", "tools/attribute.py",
+        ("--workdir={run}", "--images={tmp}/images", "--target=label"),
+        "--target=label explains the true class"),
+]
+PREDICT = ("--workdir={run}", "--images={tmp}/images")
+PREDICT_ROWS = [
+    Row("not-a-workdir", "tools/predict.py",
+        ("--workdir={tmp}/nowhere", "--images={tmp}/images", "--out={tmp}/p.csv"),
+        "not a training workdir"),
+    Row("workdir-without-checkpoints", "tools/predict.py",
+        ("--workdir={tmp}", "--images={tmp}/images", "--out={tmp}/p.csv"),
+        "not a training workdir (no config.json and no checkpoints)"),
+    Row("images-missing", "tools/predict.py",
+        ("--workdir={run}", "--images={tmp}/gone.png", "--out={tmp}/p.csv"), "no image files"),
+    Row("not-an-image", "tools/predict.py",
+        ("--workdir={run}", "--images={tmp}/notes.png", "--out={tmp}/p.csv"),
+        "notes.png: cannot be read as an image"),
+    Row("image-too-small", "tools/predict.py",
+        ("--workdir={run}", "--images={tmp}/strip.png", "--out={tmp}/p.csv"),
+        "strip.png: 40x8 pixels is too small to crop"),
+    Row("which-missing-step", "tools/predict.py", (*PREDICT, "--out={tmp}/p.csv", "--which=999"),
+        "--which=999: no checkpoint at that step"),
+    Row("which-not-a-step", "tools/predict.py", (*PREDICT, "--out={tmp}/p.csv", "--which=bets"),
+        "--which='bets': expected 'best', 'latest' or a step number"),
+    Row("out-exists", "tools/predict.py", (*PREDICT, "--out={tmp}/old.csv"),
+        "old.csv exists; pass --force"),
+    Row("out-suffix", "tools/predict.py", (*PREDICT, "--out={tmp}/p.txt"),
+        "expected a file ending in .csv or .json"),
+    Row("batch-size-negative", "tools/predict.py",
+        (*PREDICT, "--out={tmp}/p.csv", "--batch_size=-1"), "--batch_size=-1"),
+]
+EMBED_ROWS = [
+    Row("no-split-no-images", "tools/embed.py", ("--workdir={run}", "--out={tmp}/e.npz"),
+        "pass exactly one of --split"),
+    Row("not-a-workdir", "tools/embed.py",
+        ("--workdir={tmp}/nowhere", "--split=test", "--out={tmp}/e.npz"), "not a training workdir"),
+    Row("images-missing", "tools/embed.py",
+        ("--workdir={run}", "--images={tmp}/gone.png", "--out={tmp}/e.npz"), "no image files"),
+    Row("not-an-image", "tools/embed.py",
+        ("--workdir={run}", "--images={tmp}/notes.png", "--out={tmp}/e.npz"),
+        "notes.png: cannot be read as an image"),
+    Row("which-missing-step", "tools/embed.py",
+        ("--workdir={run}", "--split=test", "--out={tmp}/e.npz", "--which=999"),
+        "--which=999: no checkpoint at that step"),
+    Row("out-exists", "tools/embed.py", ("--workdir={run}", "--split=test", "--out={tmp}/old.npz"),
+        "old.npz exists; pass --force"),
 ]
 CONVERT_ROWS = [
     Row("src-missing", "tools/convert_torchvision.py",
@@ -121,7 +178,8 @@ CROSS_VALIDATE_ROWS = [
     Row("config-file-missing", "tools/cross_validate.py",
         ("--config=configs/nope.py", "--workdir={tmp}/cv"), "--config"),
     Row("fold-out-of-range", "tools/cross_validate.py",
-        ("--config=configs/resnet50.py:demo", "--workdir={tmp}/cv", "--folds=7"), "--folds=7"),
+        ("--config=configs/resnet50.py:demo", "--workdir={tmp}/cv", "--folds=7"),
+        "folds [7] outside [0, 5) (config.data.num_folds)"),
     Row("fold-not-a-number", "tools/cross_validate.py",
         ("--config=configs/resnet50.py:demo", "--workdir={tmp}/cv", "--folds=one"),
         "--folds=one"),
@@ -133,6 +191,34 @@ CROSS_VALIDATE_ROWS = [
          "--config.data.split_scheme=paper"), "config.data.split_scheme='paper'"),
     Row("workdir-is-a-file", "tools/cross_validate.py",
         ("--config=configs/resnet50.py:demo", "--workdir={file}"), "is a file"),
+    Row("unknown-key", "tools/cross_validate.py",
+        ("--config=configs/resnet50.py:demo", "--workdir={tmp}/cv", "--config.optim.lrr=1"),
+        UNKNOWN_KEY),
+]
+STUDY = ("--workdir={tmp}/study",)
+STUDY_ROWS = [
+    Row("unknown-model", "tools/study.py", (*STUDY, "--models=resnet50,vgg"),
+        "--models: unknown ['vgg']"),
+    Row("unknown-variant", "tools/study.py", (*STUDY, "--variants=full,blurred"),
+        "--variants: unknown ['blurred']"),
+    Row("folds-2", "tools/study.py", (*STUDY, "--folds=2"), "--folds=2: K-fold needs K >= 3"),
+    Row("run-folds-out-of-range", "tools/study.py", (*STUDY, "--run_folds=0,7"),
+        "--run_folds=0,7: folds are 0..4"),
+    Row("field-the-study-sets", "tools/study.py", (*STUDY, "--config.model.name=resnet50_tiny"),
+        "use --models"),
+    Row("only-not-in-grid", "tools/study.py", (*STUDY, "--only=resnet50/full/7"),
+        "--only=resnet50/full/7: not in the grid"),
+    Row("collect-nothing", "tools/study.py", (*STUDY, "--collect"), "holds no study"),
+    Row("collect-with-grid-flags", "tools/study.py",
+        (*STUDY, "--collect", "--models=resnet50", "--config.num_epochs=2"),
+        "drop --models, --config"),
+    Row("unknown-key", "tools/study.py", (*STUDY, "--config.optim.lrr=1"), UNKNOWN_KEY),
+    Row("unknown-key-of-a-config", "tools/study.py",
+        (*STUDY, "--config=configs/rca.py", "--config.data.nope=1"),
+        "unknown config key --config.data.nope"),
+    Row("batch-size-0", "tools/study.py", (*STUDY, "--config.batch_size=0"),
+        "cell resnet50/full/0: config.batch_size=0"),
+    Row("workdir-is-a-file", "tools/study.py", ("--workdir={file}",), "is a file"),
 ]
 SYNTHETIC_ROWS = [
     Row("out-holds-other-files", "tools/make_synthetic_sipakmed.py", ("--out={folder}",),
@@ -149,7 +235,15 @@ LAUNCH_ROWS = [
 ]
 # fmt: on
 ROWS = (
-    MAIN_ROWS + ATTRIBUTE_ROWS + CONVERT_ROWS + CROSS_VALIDATE_ROWS + SYNTHETIC_ROWS + LAUNCH_ROWS
+    MAIN_ROWS
+    + ATTRIBUTE_ROWS
+    + PREDICT_ROWS
+    + EMBED_ROWS
+    + STUDY_ROWS
+    + CONVERT_ROWS
+    + CROSS_VALIDATE_ROWS
+    + SYNTHETIC_ROWS
+    + LAUNCH_ROWS
 )
 
 
@@ -193,11 +287,24 @@ def _can_mkdir(folder: Path) -> bool:
     return True
 
 
+def _user_files(tmp: Path) -> None:
+    """A user's files in ``tmp``: ``images/fine.png`` (an image a model can read),
+    ``notes.png`` (text under an image's name), ``strip.png`` (an image 8 pixels high, too
+    small), ``old.csv`` and ``old.npz`` (earlier outputs)."""
+    (tmp / "images").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp / "images" / "fine.png")
+    (tmp / "notes.png").write_text("not an image")
+    Image.fromarray(np.zeros((8, 40, 3), np.uint8)).save(tmp / "strip.png")
+    (tmp / "old.csv").write_text("keep me\n")
+    np.savez(tmp / "old.npz", features=np.zeros((1, 2)))
+
+
 @pytest.fixture
 def paths(tmp_path, tiny_trained_workdir) -> _Paths:
     tmp = tmp_path / "area"
     tmp.mkdir()
     (tmp / "notes.txt").write_text("a user's file\n")
+    _user_files(tmp)
     folder = tmp / "user_folder"
     folder.mkdir()
     (folder / "keep.txt").write_text("do not touch\n")
@@ -227,5 +334,5 @@ def test_bad_input_gives_one_line_and_changes_nothing(row: Row, paths: _Paths):
     assert done.returncode != 0, shown
     assert "Traceback" not in done.stderr + done.stdout, shown
     assert 1 <= len(lines) <= row.lines, shown
-    assert row.expect in lines[0], shown
+    assert paths.fill(row.expect) in lines[0], shown
     assert [snapshot(folder) for folder in watched] == before, shown
