@@ -8,7 +8,9 @@
 ``--mode=eval`` evaluates the run as it was trained, with the config saved in the workdir
 (``--config`` may be given, but any setting that changes what is computed is refused).
 
-Bad input (a config value, a workdir of another run, ...) prints one line and exits with 1.
+Bad input prints one line: exit code 2 for the command line (an unknown flag or config key, a
+value of the wrong type, a config file that does not load), 1 for the rest (a config value a
+run cannot use, a workdir of another run, ...).
 Ctrl-C exits with 130, SIGTERM with 143 after saving a checkpoint at the step reached; the same
 command resumes either (cervix_jax.train.interrupts).
 

@@ -176,30 +176,32 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)  # Orbax narrates every read-only restore at WARNING
-    from cervix_jax import study
-    from cervix_jax.train import user_errors
+    from cervix_jax import study, train
 
-    try:
-        if os.path.isfile(_WORKDIR.value):
-            raise study.StudyError(f"--workdir={_WORKDIR.value} is a file; give a folder.")
-        _refuse_study_fields(sys.argv)
-        spec = _spec()
-        only = study.parse_only(_ONLY.value, spec) if _ONLY.value else None
-        if not _COLLECT.value:
-            distributed.initialize_from_flags()  # first: the checks count every device
-            study.check_plan(FLAGS.config, spec, _WORKDIR.value, [only] if only else spec.cells())
-            if _CACHE.value:
-                runtime.enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
-            study.run_grid(FLAGS.config, spec, _WORKDIR.value, only)
-        import jax
+    with train.reported_as_exit():  # user errors, Ctrl-C and SIGTERM: one line, an exit code
+        try:
+            if os.path.isfile(_WORKDIR.value):
+                raise study.StudyError(f"--workdir={_WORKDIR.value} is a file; give a folder.")
+            _refuse_study_fields(sys.argv)
+            spec = _spec()
+            only = study.parse_only(_ONLY.value, spec) if _ONLY.value else None
+            if not _COLLECT.value:
+                distributed.initialize_from_flags()  # first: the checks count every device
+                study.check_plan(
+                    FLAGS.config, spec, _WORKDIR.value, [only] if only else spec.cells()
+                )
+                if _CACHE.value:
+                    runtime.enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
+                study.run_grid(FLAGS.config, spec, _WORKDIR.value, only)
+            import jax
 
-        if only is not None or jax.process_index() != 0:
-            return
-        result = study.collect(_WORKDIR.value, spec)
-        study.write_study(_WORKDIR.value, result)
-    except (*user_errors(), study.StudyError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+            if only is not None or jax.process_index() != 0:
+                return
+            result = study.collect(_WORKDIR.value, spec)
+            study.write_study(_WORKDIR.value, result)
+        except study.StudyError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(1)
     print(_summary(result), flush=True)
 
 
