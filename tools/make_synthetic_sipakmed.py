@@ -31,9 +31,26 @@ _ARCHIVE = flags.DEFINE_enum(
 )
 
 
+MIN_SIDE = 16  # pixels: the smallest full image the generator is tested with
+
+
+def _check_flags() -> None:
+    """Refuses sizes that would write no images or images too small to hold a cell."""
+    if _IMAGES_PER_CLASS.value < 1:
+        raise DataError(f"--images_per_class={_IMAGES_PER_CLASS.value}: expected >= 1.")
+    for flag in (_WIDTH, _HEIGHT):
+        if flag.value < MIN_SIDE:
+            raise DataError(f"--{flag.name}={flag.value}: expected >= {MIN_SIDE} pixels.")
+
+
 def main(argv):
     del argv
     runtime.setup()  # first, as every entry point (this one never starts a JAX backend)
+    try:
+        _check_flags()
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         counts = synthetic.write_synthetic_sipakmed(
             _OUT.value,
