@@ -22,7 +22,6 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from absl import app, flags
 
     from cervix_jax import models, runtime
-    from cervix_jax.models import torchvision as tv
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
@@ -43,7 +42,7 @@ def _sha256(path: Path) -> str:
 def convert(arch: str, src: str, out: str, *, force: bool = False) -> Path:
     """Reads ``src``, converts it for ``arch`` and writes ``out``; returns the output folder."""
     src_path = Path(src)
-    state_dict = tv.read_state_dict(src_path)
+    state_dict = models.read_state_dict(src_path)
     variables = models.from_torchvision(arch, state_dict)
     metadata = {
         "arch": arch,
@@ -85,7 +84,7 @@ def main(argv: list[str]) -> None:
         # Every message names the file (or the tensors) and what to do.
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(f"wrote {out} ({tv.converted_metadata(out)})")
+    print(f"wrote {out} ({models.converted_metadata(out)})")
 
 
 if __name__ == "__main__":

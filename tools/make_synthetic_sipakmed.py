@@ -16,7 +16,7 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from absl import app, flags
 
     from cervix_jax import runtime
-    from cervix_jax.data import DataError, synthetic
+    from cervix_jax.data import DataError, write_synthetic_sipakmed
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
@@ -52,7 +52,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     try:
-        counts = synthetic.write_synthetic_sipakmed(
+        counts = write_synthetic_sipakmed(
             _OUT.value,
             _IMAGES_PER_CLASS.value,
             _SEED.value,

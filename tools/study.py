@@ -157,7 +157,7 @@ def _spec():
 
 
 def _summary(result: dict) -> str:
-    from cervix_jax.study.crossval import format_interval
+    from cervix_jax.study import format_interval
 
     lines = ["accuracy, mean ± sd [95% CI] over folds:"]
     for g in result["groups"]:

@@ -37,7 +37,7 @@ and iterators from the config), ``config_checks``, ``interrupts``, ``flag_parsin
 
 from __future__ import annotations
 
-from cervix_jax.train import mesh
+from cervix_jax.train import distributed, flag_parsing, mesh
 from cervix_jax.train.builders import Parts
 from cervix_jax.train.config_checks import check_config
 from cervix_jax.train.errors import (
@@ -49,8 +49,11 @@ from cervix_jax.train.errors import (
 )
 from cervix_jax.train.loop import evaluate, train_and_evaluate
 from cervix_jax.train.metrics import classification_metrics, per_class_scores
+from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.progress import ProgressLine
 from cervix_jax.train.restore import restore_inference_variables
+from cervix_jax.train.state import create_state
+from cervix_jax.train.step import make_eval_step, make_train_step
 from cervix_jax.train.workdir import (
     check_resumable,
     checkpoint_steps,
@@ -69,9 +72,16 @@ __all__ = [
     "check_resumable",
     "checkpoint_steps",
     "classification_metrics",
+    "create_state",
+    "distributed",
     "evaluate",
+    "flag_parsing",
     "has_checkpoints",
     "load_config_json",
+    "make_eval_step",
+    "make_optimizer",
+    "make_schedule",
+    "make_train_step",
     "mesh",
     "per_class_scores",
     "reported_as_exit",
