@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_WORKDIR ?= workdirs/demo
 STUDY_WORKDIR ?= workdirs/study_demo
-# Tests run in parallel processes (pytest-xdist), one module per process at a time so that a
-# module's fixtures (a trained tiny model) are built once; PYTEST_ARGS= runs them in one process.
-PYTEST_ARGS ?= -n auto --maxprocesses=4 --dist=loadscope
+# Tests run in parallel processes (pytest-xdist): each takes a contiguous share of the tests,
+# so a module's fixtures (a trained tiny model) are mostly built once, and an idle process
+# takes tests from a busy one; PYTEST_ARGS= runs them in one process.
+PYTEST_ARGS ?= -n auto --maxprocesses=4 --dist=worksteal
 
 .PHONY: venv demo study-demo test test-fast lint parity bench clean
 
