@@ -5,11 +5,14 @@
 - ``plot_cell_scores``: the cell-level scores of ``attribution_metrics.json`` per true class:
   where the positive attribution lies (nuclei, cytoplasm rings, background; stacked means) and
   the per-image values of the concentration, pointing and occlusion scores with their means.
+- ``plot_randomization``: similarity of the maps to the trained model's against the stages of
+  the model randomization (Adebayo et al. 2018), per measure the mean and spread over images.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -152,5 +155,62 @@ def plot_cell_scores(path: str | os.PathLike, metrics: dict) -> None:
     axes[1].legend(fontsize=7, ncol=3, loc="upper center")
     axes[1].grid(axis="y", alpha=0.3)
     fig.suptitle(f"cell-level scores of {metrics['method']} ({metrics['num_images']} images)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+_MEASURE_STYLES = {
+    "spearman": ("Spearman (signed)", "tab:blue"),
+    "spearman_abs": ("Spearman |map|", "tab:orange"),
+    "pearson_abs": ("Pearson |map|", "tab:green"),
+    "ssim": ("SSIM |map|", "tab:red"),
+}
+
+
+def plot_randomization(
+    path: str | os.PathLike,
+    stages: list[str],
+    curves: np.ndarray,
+    measures: list[str],
+    *,
+    kind: str = "cascading",
+    title: str = "",
+) -> None:
+    """Similarity of the maps to the trained model's against the randomization stages.
+
+    Args:
+      path: the PNG to write.
+      stages: stage names, ``'original'`` first, then the layer each stage re-initialises
+        (cascading: the deepest reached, head first).
+      curves: [N, stages, measures] per-image similarities (NaN where undefined).
+      measures: the names of the last axis (``similarity.SIMILARITY_MEASURES``).
+      kind: ``cascading`` or ``independent`` (the x-axis label).
+      title: figure title.
+    """
+    plt = _pyplot()
+    curves = np.asarray(curves, np.float64)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.38 * len(stages) + 3.0), 4.6))
+    x = np.arange(len(stages))
+    for i, measure in enumerate(measures):
+        name, colour = _MEASURE_STYLES.get(measure, (measure, None))
+        values = curves[:, :, i]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a stage without finite values
+            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        line = ax.plot(x, mean, marker="o", markersize=3.5, color=colour, label=name)[0]
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, stages, rotation=60, ha="right", fontsize=8)
+    reached = "re-initialised from the head down to" if kind == "cascading" else "re-initialised"
+    ax.set(
+        xlim=(-0.3, len(stages) - 0.7),
+        ylim=(-1.05, 1.05),
+        xlabel=f"layer {reached} ({kind})",
+        ylabel="similarity to the trained model's maps",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", title="mean ± sd over images", title_fontsize=8)
+    count = f"{curves.shape[0]} images"
+    fig.suptitle(f"{title} ({count})" if title else count)
     _save(fig, path)
     plt.close(fig)

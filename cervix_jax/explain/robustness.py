@@ -23,12 +23,13 @@ def _norm(x: jax.Array, ord: str | float) -> jax.Array:
     return jnp.linalg.norm(jnp.ravel(x), ord=2 if ord == "fro" else ord)
 
 
-def _sensitivity_one(attr_fn, image, target, key, args, options):
+def _sensitivity_one(attr_fn, image, target, key, reference, args, options):
     num_samples, radius, ord, batch_size = options
     explain = (
         (lambda z: attr_fn(z, *args)) if target is None else (lambda z: attr_fn(z, target, *args))
     )
-    reference = explain(image)
+    if reference is None:
+        reference = explain(image)
     size = _norm(reference, ord)
     size = jnp.where(size == 0, 1.0, size)
 
@@ -40,9 +41,9 @@ def _sensitivity_one(attr_fn, image, target, key, args, options):
 
 
 @functools.partial(jax.jit, static_argnames=("attr_fn", "options"))
-def _max_sensitivity(attr_fn, images, targets, keys, args, *, options):
-    one = lambda im, t, k: _sensitivity_one(attr_fn, im, t, k, args, options)
-    return jax.vmap(one)(images, targets, keys)
+def _max_sensitivity(attr_fn, images, targets, keys, references, args, *, options):
+    one = lambda im, t, k, r: _sensitivity_one(attr_fn, im, t, k, r, args, options)
+    return jax.vmap(one)(images, targets, keys, references)
 
 
 def max_sensitivity(
@@ -56,6 +57,7 @@ def max_sensitivity(
     ord: str | float = "fro",
     batch_size: int | None = None,
     args: Sequence[Any] = (),
+    reference: jax.Array | None = None,
 ) -> jax.Array:
     """Max-sensitivity per image [B] (captum ``sensitivity_max`` with its default perturbation).
 
@@ -68,10 +70,12 @@ def max_sensitivity(
       ord: norm of the flattened map difference: ``'fro'`` (L2, captum's default) or a number
         / ``inf`` for ``jnp.linalg.norm``.
       batch_size: perturbed maps computed together; None = all in one ``vmap``.
+      reference: the maps of the unperturbed images [B, ...] when the caller has them
+        already; None = computed here.
     """
     if targets is not None:
         targets = jnp.asarray(targets, jnp.int32)
     images = jnp.asarray(images, jnp.float32)
     keys = jax.random.split(key, images.shape[0])
     options = (int(num_samples), float(radius), ord, batch_size)
-    return _max_sensitivity(attr_fn, images, targets, keys, tuple(args), options=options)
+    return _max_sensitivity(attr_fn, images, targets, keys, reference, tuple(args), options=options)

@@ -188,7 +188,7 @@ def _check_run_outputs(out, metrics, module, ids):
 @pytest.mark.parametrize("method", ["gradient", "gradcam", "smoothgrad"])
 def test_other_methods_write_maps(monkeypatch, trained, tmp_path, method):
     _, _, variables, _, _ = trained
-    settings = batch.Settings(method=method, smoothgrad_samples=4, deletion_steps=4)
+    settings = batch.Settings(method=method, noise_samples=4, deletion_steps=4)
     metrics = _run(
         monkeypatch, trained, variables, tmp_path, settings, num_images=5, per_device_batch=1
     )
