@@ -56,6 +56,12 @@ def main(argv):
         # Our own errors carry the full explanation; a traceback would only bury it.
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
+    import jax
+
+    from cervix_jax import reports
+
+    if jax.process_index() == 0:  # the page beside report.md (train does not import reports)
+        reports.write_run_report(FLAGS.workdir)
 
 
 def argv_config(argv: list[str]) -> str:

@@ -179,6 +179,9 @@ def main(argv):
         sys.exit(1)
     if jax.process_index() != 0:
         return
+    from cervix_jax import reports
+
+    reports.write_run_report(_WORKDIR.value, [out])  # the run's page, now with this gallery
     keys = batch.METRIC_KEYS + batch.CELL_METRIC_KEYS
     means = ", ".join(
         f"{k}={metrics[k]['mean']:.4g}" for k in keys if metrics[k]["mean"] is not None

@@ -28,7 +28,7 @@ Public surface (contract in docs/design.md):
 - ``BatchNorm``: the models' BatchNorm layer (Flax's variables and semantics, folded into one
   multiply-add; torchvision's epsilon and momentum by default).
 - ``count_params(params)``; ``from_torchvision(arch, state_dict)``, ``merge_pretrained``,
-  ``load_converted(dir)`` (see ``cervix_jax.models.torchvision``).
+  ``load_converted(dir)``, ``converted_metadata(dir)`` (see ``cervix_jax.models.torchvision``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from cervix_jax.models.residual_attention import ResidualAttentionNet
 from cervix_jax.models.resnet import ResNet
 from cervix_jax.models.torchvision import (
     TORCHVISION_ARCHS,
+    converted_metadata,
     from_torchvision,
     load_converted,
     merge_pretrained,
@@ -75,6 +76,7 @@ __all__ = [
     "ResNet",
     "ResidualAttentionNet",
     "abstract_variables",
+    "converted_metadata",
     "count_params",
     "create_model",
     "from_torchvision",

@@ -15,7 +15,9 @@ Public surface (contract in docs/design.md):
   ``batch_sharding``, ``replicated``, ``global_batch``, ``to_host``), also used by ``explain``.
 - ``user_errors()``: the exception types entry points print without a traceback.
 - ``ProgressLine``: the one-line ``done/total images`` counter of the tools over images.
-- ``classification_metrics``, ``load_config_json``, ``has_checkpoints``.
+- ``classification_metrics``, ``per_class_scores`` (also of stacked confusion matrices),
+  ``load_config_json``, ``has_checkpoints``, ``check_resumable`` (whether a workdir can take
+  a run of a config).
 
 Modules: ``loop`` (the recipe: ``train_and_evaluate``, ``train_epoch``, ``evaluate``),
 ``resume`` (restore-or-init), ``restore`` (variables for analysis), ``builders`` (model, steps
@@ -29,20 +31,22 @@ from cervix_jax.train import mesh
 from cervix_jax.train.builders import Parts
 from cervix_jax.train.errors import TrainingError, user_errors
 from cervix_jax.train.loop import evaluate, train_and_evaluate
-from cervix_jax.train.metrics import classification_metrics
+from cervix_jax.train.metrics import classification_metrics, per_class_scores
 from cervix_jax.train.progress import ProgressLine
 from cervix_jax.train.restore import restore_inference_variables
-from cervix_jax.train.workdir import has_checkpoints, load_config_json
+from cervix_jax.train.workdir import check_resumable, has_checkpoints, load_config_json
 
 __all__ = [
     "Parts",
     "ProgressLine",
     "TrainingError",
+    "check_resumable",
     "classification_metrics",
     "evaluate",
     "has_checkpoints",
     "load_config_json",
     "mesh",
+    "per_class_scores",
     "restore_inference_variables",
     "train_and_evaluate",
     "user_errors",

@@ -34,11 +34,15 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix (rows = truth)."""
+    """Precision, recall, F1 and support per class from a confusion matrix (rows = truth).
+
+    ``cm`` is ``[C, C]`` or a stack ``[..., C, C]`` (e.g. bootstrap replicates); the scores
+    are ``[C]`` or ``[..., C]``.
+    """
     cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)
+    predicted = cm.sum(axis=-2)
     precision = _safe_div(tp, predicted)
     recall = _safe_div(tp, support)
     f1 = _safe_div(2 * precision * recall, precision + recall)

@@ -34,7 +34,12 @@ def test_tiny_forward_shapes_and_last_conv(tiny, name):
     assert np.all(np.asarray(last_conv) >= 0)  # taken after the final ReLU
     # The attention networks' own maps (explain's method 'attention'): [B, h, w] float32.
     flat = flax.traverse_util.flatten_dict(state["intermediates"])
-    sown = {"/".join(path): value[0] for path, value in flat.items() if path[-1] != "last_conv"}
+    # What the head reads (models.pooled_features): [B, D], D the last conv map's channels.
+    (pooled,) = state["intermediates"][models.POOLED_FEATURES]
+    assert pooled.shape == (2, last_conv.shape[-1])
+    np.testing.assert_allclose(pooled, np.asarray(last_conv).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    top_level = {"last_conv", models.POOLED_FEATURES}
+    sown = {"/".join(path): value[0] for path, value in flat.items() if path[-1] not in top_level}
     expected = {
         "attention56_tiny": {"attention1_1", "attention2_1", "attention3_1"},
         "attention92_tiny": {"attention1_1", "attention2_1", "attention2_2", "attention3_1"},
