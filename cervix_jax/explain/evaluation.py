@@ -39,11 +39,11 @@ from cervix_jax.explain.faithfulness import deletion_insertion_imputed, infideli
 from cervix_jax.explain.methods import (
     AttributionMethod,
     MethodOutput,
-    OneImage,
     copies_together,
+    image_keys,
     pixel_logits_fn,
 )
-from cervix_jax.explain.robustness import max_sensitivity
+from cervix_jax.explain.robustness import batched_max_sensitivity
 from cervix_jax.explain.settings import Settings
 
 RANDOMIZATION_MEASURES = similarity.SIMILARITY_MEASURES
@@ -87,7 +87,7 @@ def evaluation_scores(
       images: [B, S, S, 3] pixel space; target_classes: [B] the explained classes.
       result: the method's output for these images, variables and ``key``.
       num_classes: the model's classes (random-logit draws among them).
-      key: the step's PRNG key (the key of ``result``).
+      key: the step's PRNG key (``result`` used ``methods.image_keys(key, B)``).
     """
     out: dict[str, jax.Array] = {}
     for name in method.settings.evaluate:
@@ -116,7 +116,7 @@ def _randomization(stages, method, variables, images, target_classes, result, ke
         target_classes,
         measures=RANDOMIZATION_MEASURES,
         stage_loop=RANDOMIZATION_STAGE_LOOP,
-        args=(key,),
+        args=(image_keys(key, images.shape[0]),),
         reference_maps=result.maps,
     )
     stacked = jnp.stack([curves[m] for m in RANDOMIZATION_MEASURES], axis=-1)  # [S+1, B, M]
@@ -134,7 +134,7 @@ def _random_logit(num_classes, method, variables, images, target_classes, result
         _stream(key, "random_logit"),
         num_classes,
         measures=("ssim",),
-        args=(variables, key),
+        args=(variables, image_keys(key, images.shape[0])),
         maps=result.maps,
     )
     return {"random_logit_ssim": scores["ssim"], "random_logit_class": scores["other_class"]}
@@ -178,15 +178,16 @@ def _infidelity(method, variables, images, target_classes, result, key):
 
 def _max_sensitivity(method, variables, images, target_classes, result, key):
     s = method.settings
-    value = max_sensitivity(
-        OneImage(method),
+    value = batched_max_sensitivity(
+        method,
         images,
-        _stream(key, "max_sensitivity"),
+        jax.random.split(_stream(key, "max_sensitivity"), images.shape[0]),
         target_classes,
         radius=s.sensitivity_radius,
         num_samples=s.perturbation_samples,
-        batch_size=copies_together(s.perturbation_samples, s),
-        args=(variables, key),
+        together=copies_together(s.perturbation_samples, s),
+        args=(variables,),
+        row_args=(image_keys(key, images.shape[0]),),
         reference=result.maps,
     )
     return {"max_sensitivity": value}

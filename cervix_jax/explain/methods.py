@@ -2,16 +2,18 @@
 
 `AttributionMethod` (a frozen dataclass of the model, its input normalisation and the
 settings) is the one pure function ``maps = method(images [B, S, S, 3], targets [B],
-variables, key)`` that the step, the sanity check and every evaluation call, so all of them
-see the same maps; being hashable, it is a static argument of the evaluation drivers
-(``randomization_curve``, ``random_logit``, ``max_sensitivity``). `AttributionMethod.run`
-also returns the completeness error of the path methods and where their path starts (what
-infidelity divides the perturbation by). `OneImage` is its per-image form.
+variables, keys [B])`` that the step, the sanity check and every evaluation call, so all of
+them see the same maps; being hashable, it is a static argument of the evaluation drivers
+(``randomization_curve``, ``random_logit``, ``batched_max_sensitivity``).
+`AttributionMethod.run` also returns the completeness error of the path methods and where
+their path starts (what infidelity divides the perturbation by).
 
-Randomness: the method's own (uniform baselines) comes from ``key``; in a noise tunnel the
-noise comes from ``key`` and the method inside it from ``fold_in(key, 1)``, so
-``method='smoothgrad'`` (the gradient in a ``smoothgrad`` tunnel) keeps the noise it had
-before the tunnel was generalised.
+Randomness is per image: row ``i``'s uniform baselines come from ``keys[i]``, so copies of an
+image (noisy, perturbed, at another randomization stage) that carry its key keep its
+baselines. In a noise tunnel the noise comes from ``keys[i]`` and the method inside it gets
+``fold_in(keys[i], 1)``; ``method='smoothgrad'`` (the gradient in a ``smoothgrad`` tunnel)
+keeps the noise it had before the tunnel was generalised. The copies of a tunnel go through
+the method as rows of its batch (``loops.over_copies``), never under a ``vmap`` of their own.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cervix_jax.explain import saliency, scores, targets
 from cervix_jax.explain.attention import attention_maps
 from cervix_jax.explain.gradcam import gradcam
 from cervix_jax.explain.integrated_gradients import IGResult, integrated_gradients_batch
-from cervix_jax.explain.noise_tunnel import noise_tunnel_batch
+from cervix_jax.explain.noise_tunnel import batched_noise_tunnel
 from cervix_jax.explain.path_methods import (
     blur_integrated_gradients,
     blur_path_start,
@@ -72,6 +74,11 @@ def pixel_logits_fn(model, normalize: Callable[[jax.Array], jax.Array] | None = 
     return logits_fn
 
 
+def image_keys(key: jax.Array, count: int) -> jax.Array:
+    """[count] PRNG keys, one per image of a batch, from the batch's ``key``."""
+    return jax.random.split(key, count)
+
+
 def loops_over_passes(settings: Settings) -> bool:
     """Whether one map of ``settings`` takes many gradient passes (a path or a tunnel)."""
     tunnelled = settings.noise_tunnel != "none" or settings.method == "smoothgrad"
@@ -89,7 +96,7 @@ def copies_together(num_copies: int, settings: Settings) -> int:
 class AttributionMethod:
     """``Settings.method`` (with its noise tunnel) of ``model`` as one pure function.
 
-    ``method(images [B, S, S, 3] pixel space, targets [B], variables, key) -> maps``.
+    ``method(images [B, S, S, 3] pixel space, targets [B], variables, keys [B]) -> maps``.
     ``normalize`` None = ``cervix_jax.data.normalize``.
     """
 
@@ -103,55 +110,63 @@ class AttributionMethod:
         logits_fn = pixel_logits_fn(self.model, self.normalize)
         return targets.class_score_fn(logits_fn, self.settings.score)
 
-    def __call__(self, images, target_classes, variables, key) -> jax.Array:
-        return self.run(images, target_classes, variables, key).maps
+    def __call__(self, images, target_classes, variables, keys) -> jax.Array:
+        return self.run(images, target_classes, variables, keys).maps
 
-    def run(self, images, target_classes, variables, key) -> MethodOutput:
-        """Maps, completeness error and path start of a batch (`MethodOutput`)."""
+    def run(self, images, target_classes, variables, keys) -> MethodOutput:
+        """Maps, completeness error and path start of a batch (`MethodOutput`); ``keys``
+        [B] PRNG keys, one per image."""
         s = self.settings
         kind = "smoothgrad" if s.method == "smoothgrad" else s.noise_tunnel
         if kind == "none":
-            return self._untunnelled(images, target_classes, variables, key)
+            return self._untunnelled(images, target_classes, variables, keys)
         inner_method = "gradient" if s.method == "smoothgrad" else s.method
         inner_settings = dataclasses.replace(s, method=inner_method, noise_tunnel="none")
         inner = dataclasses.replace(self, settings=inner_settings)
-        inner_key = jax.random.fold_in(key, 1)
-        maps = noise_tunnel_batch(
-            OneImage(inner),
+        inner_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        maps = batched_noise_tunnel(
+            inner,
             images,
-            key,
+            keys,
             target_classes,
             kind=kind,
             num_samples=s.noise_samples,
             noise_level=s.noise_level,
-            batch_size=copies_together(s.noise_samples, inner_settings),
-            args=(variables, inner_key),
+            together=copies_together(s.noise_samples, inner_settings),
+            args=(variables,),
+            row_args=(inner_keys,),
         )
         undefined = jnp.full(images.shape[0], jnp.nan, jnp.float32)
-        return MethodOutput(maps, undefined, inner.path_start(images, inner_key))
+        return MethodOutput(maps, undefined, inner.path_start(images, inner_keys))
 
-    def path_start(self, images, key) -> jax.Array | None:
+    def path_start(self, images, keys) -> jax.Array | None:
         """[B, S, S, 3] where the path of a path method starts; None for the others."""
         s = self.settings
         if s.method == "blur_ig":
             return blur_path_start(images, s.blur_max_sigma)
         if s.method in ("ig", "guided_ig"):
-            return self._baselines(images, key).mean(axis=1)
+            return self._baselines(images, keys).mean(axis=1)
         return None
 
-    def _baselines(self, images, key) -> jax.Array:
+    def _baselines(self, images, keys) -> jax.Array:
+        """[B, K, S, S, 3]; uniform ones from each image's key (``make_baselines`` draws
+        image ``i``'s from ``split(key, B)[i]``: the same numbers for ``keys = split(key,
+        B)``)."""
         s = self.settings
-        return baselines_lib.make_baselines(s.baseline, images, key, num=s.num_baselines)
+        if s.baseline == "uniform":
+            draw = lambda k, image: baselines_lib.uniform(k, image, s.num_baselines)
+            return jax.vmap(draw)(keys, images)
+        return baselines_lib.make_baselines(s.baseline, images, num=s.num_baselines)
 
-    def _untunnelled(self, images, target_classes, variables, key) -> MethodOutput:
+    def _untunnelled(self, images, target_classes, variables, keys) -> MethodOutput:
         s = self.settings
         undefined = jnp.full(images.shape[0], jnp.nan, jnp.float32)
         if s.is_path_method:
-            result = self._path_integral(images, target_classes, variables, key)
+            result = self._path_integral(images, target_classes, variables, keys)
             relative = scores.completeness_relative_error(
                 result.completeness_error, result.score_difference
             )
-            return MethodOutput(result.attributions, relative, self.path_start(images, key))
+            return MethodOutput(result.attributions, relative, self.path_start(images, keys))
         if s.method == "gradient":
             maps = saliency.input_gradients(self.score_fn, images, target_classes, (variables,))
         elif s.method == "attention":
@@ -169,7 +184,7 @@ class AttributionMethod:
     def _normalize(self) -> Callable[[jax.Array], jax.Array]:
         return data_lib.normalize if self.normalize is None else self.normalize
 
-    def _path_integral(self, images, target_classes, variables, key) -> IGResult:
+    def _path_integral(self, images, target_classes, variables, keys) -> IGResult:
         s = self.settings
         f, f_args = self.score_fn, (variables,)
         if s.method == "blur_ig":
@@ -183,7 +198,7 @@ class AttributionMethod:
                 chunk_size=s.chunk_size,
                 f_args=f_args,
             )
-        bases = self._baselines(images, key)  # [B, K, S, S, 3]
+        bases = self._baselines(images, keys)  # [B, K, S, S, 3]
         if s.method == "ig":
             return integrated_gradients_batch(
                 f,
@@ -209,14 +224,3 @@ class AttributionMethod:
             f_args=f_args,
         )
         return IGResult(*(a.reshape(batch, k, *a.shape[1:]).mean(axis=1) for a in result))
-
-
-@dataclasses.dataclass(frozen=True)
-class OneImage:
-    """``method`` for one image: ``(image [S, S, 3], target, variables, key) -> map``
-    (hashable: a static argument of ``noise_tunnel_batch`` and ``max_sensitivity``)."""
-
-    method: AttributionMethod
-
-    def __call__(self, image, target, variables, key) -> jax.Array:
-        return self.method(image[None], jnp.asarray(target)[None], variables, key)[0]

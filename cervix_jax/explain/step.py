@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from cervix_jax import data as data_lib
 from cervix_jax.explain import cells, saliency, scores, targets
 from cervix_jax.explain.evaluation import evaluation_scores
-from cervix_jax.explain.methods import AttributionMethod, pixel_logits_fn
+from cervix_jax.explain.methods import AttributionMethod, image_keys, pixel_logits_fn
 from cervix_jax.explain.settings import Settings
 
 # What explain_step's ``outlines`` hold: union masks and per-cell label maps, [B, S, S].
@@ -69,10 +69,10 @@ def _outline_scores(
     return {**localization, **per_cell, "occlusion_drop": occlusion["drop"]}
 
 
-def _sanity_spearman(method, random_variables, images, target, attributions, key):
+def _sanity_spearman(method, random_variables, images, target, attributions, keys):
     """Adebayo et al.'s whole-model check: rank correlation with re-initialised weights."""
     heatmaps = jax.vmap(scores.to_heatmap)(attributions)
-    random_heat = jax.vmap(scores.to_heatmap)(method(images, target, random_variables, key))
+    random_heat = jax.vmap(scores.to_heatmap)(method(images, target, random_variables, keys))
     return scores.sanity_check(heatmaps, random_heat, absolute=True)
 
 
@@ -118,7 +118,8 @@ def explain_step(
     logits = jax.vmap(lambda im: logits_fn(im, variables))(images)
     target = target_classes(settings, logits, labels)
     method = AttributionMethod(model, normalize, settings)
-    result = method.run(images, target, variables, key)
+    keys = image_keys(key, images.shape[0])
+    result = method.run(images, target, variables, keys)
     attributions = result.maps
     gradient = saliency.input_gradients(method.score_fn, images, target, (variables,))
     probability = targets.class_score_fn(logits_fn, "probability")
@@ -142,7 +143,7 @@ def explain_step(
     }
     if random_variables is not None:
         out["sanity_spearman"] = _sanity_spearman(
-            method, random_variables, images, target, attributions, key
+            method, random_variables, images, target, attributions, keys
         )
     evaluated = evaluation_scores(
         method, variables, randomization, images, target, result, logits.shape[-1], key
