@@ -32,7 +32,7 @@ from cervix_jax.explain.explainer import Explainer, make_explainer
 from cervix_jax.explain.markdown import methods_table_markdown, metrics_markdown
 from cervix_jax.explain.methods import AttributionMethod, pixel_logits_fn
 from cervix_jax.explain.outputs import EVALUATION_FIGURES, FIGURES
-from cervix_jax.explain.runs import attribute_files, attribute_split, compare_methods
+from cervix_jax.explain.runs import attribute_files, attribute_split, compare_methods, run_folder
 from cervix_jax.explain.settings import (
     ATTRIBUTION_METHODS,
     CELL_METRIC_KEYS,
@@ -48,7 +48,13 @@ from cervix_jax.explain.settings import (
     resolve_chunk_size,
 )
 from cervix_jax.explain.step import OUTLINE_KEYS, explain_step
-from cervix_jax.explain.summary import aggregates, method_label, methods_table, summarize
+from cervix_jax.explain.summary import (
+    aggregates,
+    method_label,
+    methods_table,
+    metric_names,
+    summarize,
+)
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -76,9 +82,11 @@ __all__ = [
     "methods_table",
     "methods_table_markdown",
     "metric_keys",
+    "metric_names",
     "metrics_markdown",
     "parse_evaluations",
     "pixel_logits_fn",
     "resolve_chunk_size",
+    "run_folder",
     "summarize",
 ]

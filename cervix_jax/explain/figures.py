@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 
@@ -168,37 +167,32 @@ _MEASURE_STYLES = {
 
 
 def plot_randomization(
-    path: str | os.PathLike,
-    stages: list[str],
-    curves: np.ndarray,
-    measures: list[str],
-    *,
-    kind: str = "cascading",
-    title: str = "",
+    path: str | os.PathLike, summary: dict, *, kind: str = "cascading", title: str = ""
 ) -> None:
     """Similarity of the maps to the trained model's against the randomization stages.
 
     Args:
       path: the PNG to write.
-      stages: stage names, ``'original'`` first, then the layer each stage re-initialises
-        (cascading: the deepest reached, head first).
-      curves: [N, stages, measures] per-image similarities (NaN where undefined).
-      measures: the names of the last axis (``similarity.SIMILARITY_MEASURES``).
+      summary: the ``randomization`` block of ``attribution_metrics.json``: ``stages``
+        (``'original'`` first, then the deepest layer each stage re-initialises),
+        ``num_images`` and per measure ``{'mean': [...], 'std': [...]}`` over the images at
+        each stage (None where no image has a value).
       kind: ``cascading`` or ``independent`` (the x-axis label).
       title: figure title.
     """
     plt = _pyplot()
-    curves = np.asarray(curves, np.float64)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.38 * len(stages) + 3.0), 4.6))
+    stages = summary["stages"]
+    fig, ax = plt.subplots(figsize=(max(8.5, 0.38 * len(stages) + 4.5), 4.6))
     x = np.arange(len(stages))
-    for i, measure in enumerate(measures):
-        name, colour = _MEASURE_STYLES.get(measure, (measure, None))
-        values = curves[:, :, i]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a stage without finite values
-            mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-        line = ax.plot(x, mean, marker="o", markersize=3.5, color=colour, label=name)[0]
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    for measure, (name, colour) in _MEASURE_STYLES.items():
+        if measure not in summary:
+            continue
+        mean, std = (
+            np.asarray([np.nan if v is None else v for v in summary[measure][k]], np.float64)
+            for k in ("mean", "std")
+        )
+        ax.plot(x, mean, marker="o", markersize=3.5, color=colour, label=name)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, stages, rotation=60, ha="right", fontsize=8)
     reached = "re-initialised from the head down to" if kind == "cascading" else "re-initialised"
@@ -209,8 +203,14 @@ def plot_randomization(
         ylabel="similarity to the trained model's maps",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right", title="mean ± sd over images", title_fontsize=8)
-    count = f"{curves.shape[0]} images"
+    ax.legend(  # beside the axes: the curves start together at 1 and spread over the plot
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        title="mean ± sd over images",
+        title_fontsize=8,
+    )
+    count = f"{summary['num_images']} images"
     fig.suptitle(f"{title} ({count})" if title else count)
     _save(fig, path)
     plt.close(fig)

@@ -40,6 +40,13 @@ EVALUATION_FIGURES = {
     },
 }
 
+# How the imputed curves' title names the fill (``faithfulness.FILL_KINDS``).
+_FILL_WORDS = {
+    "linear": "ROAD's noisy linear imputation",
+    "blur": "the blurred image",
+    "constant": "a constant",
+}
+
 
 def run_figures(settings: Settings) -> dict[str, str]:
     """The ``figures`` block: name -> file in OUT, for the run's evaluations too."""
@@ -124,13 +131,13 @@ def write_run_figures(out, metrics: dict, curves: dict[str, list], image_size: i
         path("curves"), fraction, arrays["deletion_curve"], arrays["insertion_curve"], title=title
     )
     if "imputed_curves" in names:
-        fill = metrics["evaluation"]["fill"]["kind"]
+        fill = _FILL_WORDS.get(metrics["evaluation"]["fill"]["kind"], "?")
         figures.plot_curves(
             path("imputed_curves"),
             fraction,
             arrays["imputed_deletion_curve"],
             arrays["imputed_insertion_curve"],
-            title=f"{title}, removed pixels filled by {fill}",
+            title=f"{title}, removed pixels replaced by {fill}",
         )
     figures.plot_cell_scores(path("cell_scores"), metrics)
     if "randomization" in names:
@@ -139,21 +146,18 @@ def write_run_figures(out, metrics: dict, curves: dict[str, list], image_size: i
 
 def _write_randomization(path, metrics: dict, curves: dict[str, list]) -> None:
     """``randomization.npz`` (image ids, stage names, measures, per-image curves) and the plot."""
-    stages = metrics["evaluation"]["randomization"]["stages"]
-    values = np.asarray(curves["randomization_curves"], np.float32)  # [N, stages, measures]
+    summary = metrics["randomization"]
     with files.atomic_path(path("randomization_data")) as tmp:
         np.savez(
             tmp,
             image_id=np.asarray(curves["image_id"], dtype=str),
-            stages=np.asarray(stages, dtype=str),
+            stages=np.asarray(summary["stages"], dtype=str),
             measures=np.asarray(RANDOMIZATION_MEASURES, dtype=str),
-            curves=values,
+            curves=np.asarray(curves["randomization_curves"], np.float32),  # [N, stages, M]
         )
     figures.plot_randomization(
         path("randomization"),
-        stages,
-        values,
-        list(RANDOMIZATION_MEASURES),
+        summary,
         kind=metrics["evaluation"]["randomization"]["kind"],
         title=f"{metrics['method']} maps of {metrics['model']} under model randomization",
     )

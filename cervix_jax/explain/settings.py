@@ -163,7 +163,7 @@ class Settings:
 
 def _choice(name: str, value, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {tuple(choices)}.")
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}.")
 
 
 def _check_names(s: Settings) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -232,7 +233,8 @@ def randomization_summary(curves: np.ndarray, stages: Sequence[str]) -> dict:
     for i, measure in enumerate(RANDOMIZATION_MEASURES):
         values = curves[:, :, i]
         finite = np.isfinite(values).any(axis=0)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a stage without a finite value is None below
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
         out[measure] = {
             "mean": [float(m) if ok else None for m, ok in zip(mean, finite, strict=True)],

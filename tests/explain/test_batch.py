@@ -268,7 +268,7 @@ def test_refusals_come_before_any_work(monkeypatch, trained, tmp_path):
 
 
 def test_settings_are_checked():
-    with pytest.raises(ValueError, match="Unknown method"):
+    with pytest.raises(ValueError, match="method='lime': expected one of ig, blur_ig"):
         batch.Settings(method="lime")
     with pytest.raises(ValueError, match="target"):
         batch.Settings(target="most_likely")
