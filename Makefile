@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_WORKDIR ?= workdirs/demo
 STUDY_WORKDIR ?= workdirs/study_demo
-PYTEST_ARGS ?=
+# Tests run in parallel processes (pytest-xdist), one module per process at a time so that a
+# module's fixtures (a trained tiny model) are built once; PYTEST_ARGS= runs them in one process.
+PYTEST_ARGS ?= -n auto --maxprocesses=4 --dist=loadscope
 
 .PHONY: venv demo study-demo test test-fast lint parity bench clean
 

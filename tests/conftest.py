@@ -18,6 +18,17 @@ os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 runtime.setup()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One persistent XLA compilation cache per test process, handed to the subprocesses the
+    tests start (they inherit the environment): the tiny models' programs are compiled by many
+    tests and tool runs, and on 2 CPU cores compiling is most of the suite's time."""
+    directory = os.fspath(tmp_path_factory.mktemp("xla_cache"))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    runtime.enable_compilation_cache(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_trained_workdir(tmp_path_factory):
     """A finished training workdir (resnet50_tiny, 32 px synthetic SIPaKMeD, one epoch), made
