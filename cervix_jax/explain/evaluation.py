@@ -24,8 +24,11 @@ randomization, random-logit and sensitivity tests is not computed again):
   ``sum_c |map|`` (one value per pixel for every method, so the numbers compare).
 
 Perturbation-type evaluations whose maps loop over gradient passes take one perturbed copy
-at a time, and the randomization stages run in a ``scan`` (``RANDOMIZATION_STAGE_LOOP``):
-unrolled, a 19-stage ResNet-50 cascade would compile 19 copies of the method.
+at a time (``methods.copies_together``). The copies, and the randomization stages
+(``RANDOMIZATION_STAGE_LOOP``), run one after another in line on CPU, where backward passes
+inside an XLA loop take a slow path (6x for ResNet-50 IG maps; the price is compile time,
+one copy of the method per stage or copy), and in a ``scan`` elsewhere (one copy compiled).
+``Settings.randomization_stages`` bounds the stages of a deep network.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ from cervix_jax.explain.robustness import batched_max_sensitivity
 from cervix_jax.explain.settings import Settings
 
 RANDOMIZATION_MEASURES = similarity.SIMILARITY_MEASURES
-RANDOMIZATION_STAGE_LOOP = "scan"
+# In line on CPU (backward passes in an XLA loop take its slow path: 41 s per ResNet-50 stage
+# in a scan against 7 s in line, docs/performance.md), a scan elsewhere (one copy compiled).
+RANDOMIZATION_STAGE_LOOP = "auto"
 # Streams of the evaluations' randomness, folded into the step's key (the maps use the key).
 _STREAMS = {"random_logit": 11, "faithfulness": 12, "infidelity": 13, "max_sensitivity": 14}
 

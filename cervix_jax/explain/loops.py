@@ -85,6 +85,7 @@ def over_copies(
     copies: jax.Array,
     row_args: Sequence[jax.Array | None] = (),
     together: int | None = None,
+    group_loop: str = "auto",
 ) -> jax.Array:
     """A batched method over N copies of each of B images, the copies as rows of its batch.
 
@@ -92,11 +93,14 @@ def over_copies(
     image at once (M = B x together; None = all N): the method keeps the batch layout it has
     for the images themselves (no ``vmap`` around it, which XLA CPU's YNN fusion cannot
     always lay out), and each copy gets its image's ``row_args`` (target, PRNG key: the same
-    baselines as the image). Groups of copies run in a ``lax.map``; the last is padded with
-    repeats of the first copy and trimmed.
+    baselines as the image). The last group is padded with repeats of the first copy and
+    trimmed. Groups run one after another in line on CPU (``group_loop='auto'``, as the chunks
+    of integrated gradients: backward passes inside an XLA loop take XLA CPU's slow path, 6x
+    for ResNet-50 IG maps, docs/performance.md), in a ``lax.map`` elsewhere.
 
     Args:
       copies: [B, N, ...]; row_args: per-image arrays [B, ...] (None passes through).
+      group_loop: ``auto`` | ``scan`` | ``unrolled`` (``CHUNK_LOOPS``).
 
     Returns:
       [B, N, ...] the maps of every copy.
@@ -114,7 +118,10 @@ def over_copies(
         return out.reshape(b, t, *out.shape[1:])
 
     grouped = jnp.swapaxes(copies.reshape(b, groups, t, *copies.shape[2:]), 0, 1)
-    out = group(grouped[0])[None] if groups == 1 else jax.lax.map(group, grouped)
+    if groups == 1 or unroll_chunks(group_loop, "group_loop"):
+        out = jnp.stack([group(grouped[i]) for i in range(groups)])
+    else:
+        out = jax.lax.map(group, grouped)
     out = jnp.swapaxes(out, 0, 1)  # [B, groups, t, ...]
     return out.reshape(b, groups * t, *out.shape[3:])[:, :n]
 
