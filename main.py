@@ -3,7 +3,16 @@
     python main.py --config=configs/rca.py --workdir=workdirs/rca \
         --config.data.manual_dir=/path/to/sipakmed
     python main.py --config=configs/rca.py:demo --workdir=workdirs/demo
-    python main.py --config=configs/rca.py --workdir=workdirs/rca --mode=eval
+    python main.py --workdir=workdirs/rca --mode=eval
+
+``--mode=eval`` evaluates the run as it was trained, with the config saved in the workdir
+(``--config`` may be given, but any setting that changes what is computed is refused).
+
+Bad input prints one line: exit code 2 for the command line (an unknown flag or config key, a
+value of the wrong type, a config file that does not load), 1 for the rest (a config value a
+run cannot use, a workdir of another run, ...).
+Ctrl-C exits with 130, SIGTERM with 143 after saving a checkpoint at the step reached; the same
+command resumes either (cervix_jax.train.interrupts).
 
 Several hosts: run the same command on every host with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I``, or without them where the cluster environment provides
@@ -18,24 +27,25 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags, logging
-    from ml_collections import config_flags
 
-    from cervix_jax import runtime
-    from cervix_jax.train import distributed
+    from cervix_jax import reports, runtime
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file, e.g. configs/rca.py or configs/rca.py:cropped,demo.",
-    lock_config=True,
+flag_parsing.define_config_file(
+    None, "Config file, e.g. configs/rca.py or configs/rca.py:cropped,demo."
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (then evaluate) or eval only.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval"],
+    "train (then evaluate) or eval only (with the config saved in --workdir).",
+)
 distributed.define_flags()
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
@@ -43,51 +53,27 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     runtime.setup()  # before anything starts a JAX backend
     distributed.initialize_from_flags()
+    import jax
+
     from cervix_jax import train
-    from cervix_jax.train import user_errors
 
     logging.set_verbosity(logging.WARNING)
-    try:
+    with train.reported_as_exit():
         if FLAGS.mode == "train":
             train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
         else:
             train.evaluate(FLAGS.config, FLAGS.workdir)
-    except user_errors() as e:
-        # Our own errors carry the full explanation; a traceback would only bury it.
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    import jax
-
-    from cervix_jax import reports
-
     if jax.process_index() == 0:  # the page beside report.md (train does not import reports)
         reports.write_run_report(FLAGS.workdir)
 
 
-def argv_config(argv: list[str]) -> str:
-    return next((a for a in argv if a.startswith("--config=")), "--config")
-
-
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a short message instead of a traceback when the config or an
-    override is refused (unknown key, wrong type, bad config string)."""
-    try:
-        return FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-        message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split())
-        if "Traceback" in message:  # an error inside get_config(): keep its last line
-            message = f"{argv_config(argv)}: {message.rsplit('Error: ', 1)[-1]}"
-        elif isinstance(e, KeyError | AttributeError):
-            overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-            culprits = [
-                o for o in overrides if any(f"'{part}'" in message for part in o.split(".")[1:])
-            ]
-            message = f"unknown config key {', '.join(culprits) or ''} ({message})"
-        print(
-            f"error: {message}\nConfig keys and their types are in configs/default.py.",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    """The command line, every refusal in one line (`flag_parsing.parse_config_flags`);
+    ``--config`` may be left out with ``--mode=eval`` (the run's saved config is used)."""
+    rest = flag_parsing.parse_config_flags(argv)
+    if FLAGS.config is None and FLAGS.mode == "train":
+        flag_parsing.exit_usage_error("--config is required with --mode=train")
+    return rest
 
 
 if __name__ == "__main__":

@@ -257,9 +257,8 @@ def _our_train(name: str, images, labels):
     import optax
 
     from cervix_jax import data, models
+    from cervix_jax.train import create_state, make_train_step
     from cervix_jax.train import mesh as mesh_lib
-    from cervix_jax.train.state import create_state
-    from cervix_jax.train.step import make_train_step
 
     model = models.create_model(name, _NUM_CLASSES, dtype=_PRECISION.value)
     variables = models.init_variables(model, jax.random.key(0), images.shape)

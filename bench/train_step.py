@@ -3,7 +3,7 @@
     python bench/train_step.py --model=resnet50 --image_size=224 --batch_size=16
     python bench/train_step.py --model=resnet50,densenet121,densenet121_rca --repeats=3
 
-The step is ``cervix_jax.train.step.make_train_step`` as training uses it: uint8 images
+The step is ``cervix_jax.train.make_train_step`` as training uses it: uint8 images
 augmented (random rotation/flips) and normalised inside the step, the configured optimiser
 (``configs/default.py``), dropout, BatchNorm statistics, state donated. Random uint8 images and
 random weights (speed does not depend on them). Each model runs in its own process. A line
@@ -53,10 +53,8 @@ def measure(
     import numpy as np
 
     from cervix_jax import data, models
+    from cervix_jax.train import create_state, make_optimizer, make_schedule, make_train_step
     from cervix_jax.train import mesh as mesh_lib
-    from cervix_jax.train.optim import make_optimizer, make_schedule
-    from cervix_jax.train.state import create_state
-    from cervix_jax.train.step import make_train_step
     from configs import default
 
     config = default.get_config()

@@ -154,24 +154,23 @@ def _local_rows(rows: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]
     return {k: v[start : start + local] for k, v in rows.items()}
 
 
-def check_workdir(workdir: str | os.PathLike) -> None:
-    """Raises ``train.TrainingError`` unless ``workdir`` holds ``config.json`` and a checkpoint
-    (reads no checkpoint: the tools check their flags with it before any work)."""
-    train.load_config_json(workdir)
-    if not train.has_checkpoints(workdir):
-        raise train.TrainingError(
-            f"{workdir} has no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "
-            "there first (main.py --workdir=...), or pass the workdir that holds the run."
-        )
-
-
-def parse_which(which: str | int) -> str | int:
-    """A checkpoint choice: ``'best'``, ``'latest'`` or a step number (as text or int)."""
+def parse_which(
+    which: str | int, workdir: str | os.PathLike | None = None, *, name: str = "which"
+) -> str | int:
+    """A checkpoint choice: ``'best'``, ``'latest'`` or a step number (as text or int); with
+    ``workdir``, a step must be one of its finished checkpoints (read from the folder names
+    only, so the tools check it before any work). Errors name it ``name=which``."""
     if which in ("best", "latest"):
         return which
-    if str(which).isdigit():
-        return int(which)
-    raise ValueError(f"which={which!r}: expected 'best', 'latest' or a step number.")
+    if not str(which).isdigit():
+        raise ValueError(f"{name}={which!r}: expected 'best', 'latest' or a step number.")
+    steps = None if workdir is None else train.checkpoint_steps(workdir)
+    if steps is not None and int(which) not in steps:
+        raise ValueError(
+            f"{name}={which}: no checkpoint at that step in {os.path.join(workdir, 'checkpoints')}"
+            f"; expected 'best', 'latest' or one of the steps {steps}."
+        )
+    return int(which)
 
 
 def load(workdir: str | os.PathLike, which: str | int = "best") -> TrainedModel:
@@ -185,7 +184,6 @@ def load(workdir: str | os.PathLike, which: str | int = "best") -> TrainedModel:
       train.TrainingError: not a training workdir, or no such checkpoint.
       ValueError: ``which`` is none of these.
     """
-    check_workdir(workdir)
     which = parse_which(which)
     config, model, variables = train.restore_inference_variables(workdir, which=which)
     mesh = mesh_lib.make_mesh()

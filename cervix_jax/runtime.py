@@ -13,10 +13,14 @@ once, when JAX starts its first backend (the first computation, ``jax.devices()`
 started by tools/launch_local.py) inherit the variable. ``XLA_FLAGS`` is left as it is when it
 already mentions the flag (the user's own value wins) or when ``CERVIX_JAX_DEFAULT_XLA_FLAGS=0``
 is set (the opt-out).
+
+`drop_log_records` removes single log records that libraries emit at warning level for
+situations that are normal here (each caller says which and why); nothing else is filtered.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -67,6 +71,29 @@ def setup() -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+class _DropRecords(logging.Filter):
+    """Drops the records whose message template starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+    def __eq__(self, other) -> bool:  # so that adding the same filter twice adds it once
+        return isinstance(other, _DropRecords) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)
+
+
+def drop_log_records(prefix: str, logger: str = "absl") -> None:
+    """Drops the records of ``logger`` (absl's, which Orbax and TFDS log to) whose message
+    template starts with ``prefix``; calling it again with the same prefix changes nothing."""
+    logging.getLogger(logger).addFilter(_DropRecords(prefix))
 
 
 def enable_compilation_cache(directory: str | os.PathLike) -> None:

@@ -48,7 +48,7 @@ import sys
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
 
-    from cervix_jax import runtime
+    from cervix_jax import analysis, data, reports, runtime, train
     from cervix_jax.explain import (
         BASELINE_KINDS,
         FILL_KINDS,
@@ -178,6 +178,55 @@ distributed.define_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
+def _check_counts() -> None:
+    """Counts and sizes: a zero or negative one would mean no work or a silent clip."""
+    for flag, low, meaning in (
+        (_STEPS, 1, "integrated-gradients points"),
+        (_NUM_BASELINES, 1, "random baselines averaged"),
+        (_PER_DEVICE, 1, "images per device per step"),
+        (_DELETION_STEPS, 1, "points of the deletion/insertion curves"),
+        (_CHUNK, 0, "IG points per chunk, 0 = automatic"),
+        (_NUM_IMAGES, 0, "first N images of the split or files, 0 = all"),
+    ):
+        if flag.value < low:
+            raise ValueError(f"--{flag.name}={flag.value}: expected >= {low} ({meaning}).")
+
+
+def _check_target(num_classes: int) -> None:
+    target = _TARGET.value
+    if target in ("predicted", "label"):
+        return
+    if not target.isdigit() or int(target) >= num_classes:
+        raise ValueError(
+            f"--target={target}: expected 'predicted', 'label' or a class index in "
+            f"[0, {num_classes}) (the model has {num_classes} classes)."
+        )
+
+
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder or not exist yet, below a folder (never over a file)."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is a file" if existing == os.path.abspath(out) else f"is below a file, {existing}"
+        raise ValueError(f"--out={out} {what}; give a folder for the attribution files.")
+
+
+def _check_images() -> None:
+    """``--images``: image files (each opens as an image) and a target they have."""
+    if _TARGET.value == "label" and not _PAPER.value:
+        raise ValueError(
+            "--target=label explains the true class, which image files do not have; use "
+            "--target=predicted or a class index with --images."
+        )
+    try:
+        for path in image_files():
+            data.check_image_file(path)
+    except data.ImageError as e:
+        raise ValueError(f"--images: {e}") from None
+
+
 def _methods() -> list[str]:
     """``--method`` as a list, each method once and known."""
     methods = [m.strip() for m in _METHOD.value.split(",") if m.strip()]
@@ -239,31 +288,38 @@ def settings_list() -> list:
         raise ValueError(f"--{e}") from None
 
 
-def image_files(settings) -> list[str]:
-    """The files of ``--images`` (the first ``--num_images``), each checked before any work."""
-    from cervix_jax import data
+def _check_flags() -> list:
+    """Refuses bad flag values in one line each, before anything is restored or written;
+    returns one ``batch.Settings`` per ``--method``."""
+    try:
+        train.require_training_workdir(_WORKDIR.value)
+    except train.TrainingError as e:
+        raise ValueError(f"--workdir: {e}") from None
+    _check_counts()
+    # Every model of the registry is built with these classes.
+    _check_target(len(data.CLASS_NAMES))
+    analysis.parse_which(_WHICH.value, _WORKDIR.value, name="--which")
+    if _IMAGES.value is not None:
+        _check_images()
+    if _OUT.value:
+        _check_out(_OUT.value)
+    return settings_list()
 
-    if settings.target == "label":
-        raise data.DataError(
-            "--target=label explains the true class, which image files do not have; use "
-            "--target=predicted or a class index with --images."
-        )
-    paths = data.find_images(_IMAGES.value)[: _NUM_IMAGES.value or None]
-    for path in paths:
-        data.check_image_file(path)
-    return paths
+
+def image_files() -> list[str]:
+    """The files of ``--images`` (the first ``--num_images``)."""
+    return data.find_images(_IMAGES.value)[: _NUM_IMAGES.value or None]
 
 
 def _run(settings: list, out: str):
     """One method (``attribution_metrics.json``) or several (``methods_table.json``)."""
     which = int(_WHICH.value) if _WHICH.value.isdigit() else _WHICH.value
     common = dict(per_device_batch=_PER_DEVICE.value, which=which, panel_style=_PANEL_STYLE.value)
-    paths = None if _IMAGES.value is None else image_files(settings[0])
+    paths = None if _IMAGES.value is None else image_files()
     if len(settings) > 1:
-        where = dict(paths=paths) if paths else dict(split=_SPLIT.value)
-        num_images = None if paths else _NUM_IMAGES.value or None
+        where = dict(split=_SPLIT.value, num_images=_NUM_IMAGES.value or None)
         return batch.compare_methods(
-            _WORKDIR.value, out, settings, num_images=num_images, **where, **common
+            _WORKDIR.value, out, settings, **(dict(paths=paths) if paths else where), **common
         )
     if paths is None:
         split = dict(split=_SPLIT.value, num_images=_NUM_IMAGES.value or None)
@@ -289,7 +345,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        settings = settings_list()
+        settings = _check_flags()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -309,8 +365,11 @@ def main(argv):
     except (*user_errors(), ExplainError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
-    if jax.process_index() == 0:
-        print(_summary_line(result, out))
+    if jax.process_index() != 0:
+        return
+    folders = [os.path.join(out, f) for f in result.get("folders", {}).values()] or [out]
+    reports.write_run_report(_WORKDIR.value, folders)  # the run's page, now with the galleries
+    print(_summary_line(result, out))
 
 
 if __name__ == "__main__":

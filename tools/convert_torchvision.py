@@ -22,7 +22,6 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from absl import app, flags
 
     from cervix_jax import models, runtime
-    from cervix_jax.models import torchvision as tv
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
@@ -43,7 +42,7 @@ def _sha256(path: Path) -> str:
 def convert(arch: str, src: str, out: str, *, force: bool = False) -> Path:
     """Reads ``src``, converts it for ``arch`` and writes ``out``; returns the output folder."""
     src_path = Path(src)
-    state_dict = tv.read_state_dict(src_path)
+    state_dict = models.read_state_dict(src_path)
     variables = models.from_torchvision(arch, state_dict)
     metadata = {
         "arch": arch,
@@ -55,12 +54,37 @@ def convert(arch: str, src: str, out: str, *, force: bool = False) -> Path:
     return models.save_converted(variables, out, metadata=metadata, overwrite=force)
 
 
+READABLE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def _check_flags() -> None:
+    """Refuses a missing or unreadable ``--src`` and an ``--out`` that would be written over
+    (one line each), before any weights are read."""
+    src, out = Path(_SRC.value), Path(_OUT.value)
+    if not src.is_file():
+        raise ValueError(f"--src={src}: no such file.")
+    if src.suffix not in READABLE_SUFFIXES:
+        raise ValueError(
+            f"--src={src}: unknown format {src.suffix!r}; give a .pth or .safetensors file."
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out={out} is a file; give a folder.")
+    if out.exists() and not _FORCE.value:
+        raise ValueError(f"--out={out} exists; remove it, or pass --force to replace it.")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     runtime.setup()  # before anything starts a JAX backend
-    out = convert(_ARCH.value, _SRC.value, _OUT.value, force=_FORCE.value)
-    print(f"wrote {out} ({tv.converted_metadata(out)})")
+    try:
+        _check_flags()
+        out = convert(_ARCH.value, _SRC.value, _OUT.value, force=_FORCE.value)
+    except (ValueError, OSError, ImportError) as e:
+        # Every message names the file (or the tensors) and what to do.
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"wrote {out} ({models.converted_metadata(out)})")
 
 
 if __name__ == "__main__":

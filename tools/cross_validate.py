@@ -16,17 +16,14 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
-    from ml_collections import config_flags
 
     from cervix_jax import runtime
-    from cervix_jax.train import distributed
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/*.py[:string]).", lock_config=True
-)
+flag_parsing.define_config_file(None, "Config file (configs/*.py[:string]).")
 flags.DEFINE_string("workdir", None, "Output directory; fold k trains in WORKDIR/fold_k.")
 flags.DEFINE_string("folds", "", "Comma-separated folds to run (default: all K).")
 distributed.define_flags()
@@ -43,20 +40,20 @@ def main(argv):
     distributed.initialize_from_flags()
     import jax
 
-    from cervix_jax import study
-    from cervix_jax.train import user_errors
+    from cervix_jax import study, train
 
     folds = [f for f in FLAGS.folds.split(",") if f.strip()]
-    try:
-        if not all(f.strip().isdigit() for f in folds):
-            raise study.StudyError(f"--folds={FLAGS.folds}: expected fold numbers, e.g. 0,1.")
-        cv = study.cross_validate(FLAGS.config, FLAGS.workdir, [int(f) for f in folds])
-    except (*user_errors(), study.StudyError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    with train.reported_as_exit():  # user errors, Ctrl-C and SIGTERM: one line, an exit code
+        try:
+            if not all(f.strip().isdigit() for f in folds):
+                raise study.StudyError(f"--folds={FLAGS.folds}: expected fold numbers, e.g. 0,1.")
+            cv = study.cross_validate(FLAGS.config, FLAGS.workdir, [int(f) for f in folds])
+        except study.StudyError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(1)
     if jax.process_index() == 0:
         print(study.cv_markdown(cv, "Cross-validation"), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(distributed.exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main), flags_parser=flag_parsing.parse_config_flags)

@@ -45,14 +45,14 @@ def plot_path(out: str) -> str:
 
 def check_flags() -> list[str] | None:
     """The image files (None for a split); raises a one-line error for a bad flag or file."""
-    from cervix_jax import analysis, data, files
+    from cervix_jax import analysis, data, files, train
 
     if (_SPLIT.value is None) == (_IMAGES.value is None):
         raise ValueError("pass exactly one of --split=train|val|test and --images=...")
-    analysis.check_workdir(_WORKDIR.value)
+    train.require_training_workdir(_WORKDIR.value)
     files.check_new_file(_OUT.value, suffixes=(".npz",), force=_FORCE.value)
     files.check_new_file(plot_path(_OUT.value), force=_FORCE.value, name="the plot")
-    analysis.parse_which(_WHICH.value)
+    analysis.parse_which(_WHICH.value, _WORKDIR.value, name="--which")
     for flag in (_BATCH, _NUM_IMAGES):
         if flag.value < 0:
             raise ValueError(f"--{flag.name}={flag.value}: expected 0 (automatic/all) or more.")

@@ -144,12 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- script.py [args...]")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return launch(
-        command,
-        num_processes=args.num_processes,
-        devices_per_process=args.devices_per_process,
-        port=args.port,
-    )
+    try:
+        return launch(
+            command,
+            num_processes=args.num_processes,
+            devices_per_process=args.devices_per_process,
+            port=args.port,
+        )
+    except ValueError as e:  # the arguments (the messages name them)
+        print(f"launch_local: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

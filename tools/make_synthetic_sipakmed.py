@@ -16,7 +16,7 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from absl import app, flags
 
     from cervix_jax import runtime
-    from cervix_jax.data import DataError, synthetic
+    from cervix_jax.data import DataError, write_synthetic_sipakmed
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
@@ -31,11 +31,28 @@ _ARCHIVE = flags.DEFINE_enum(
 )
 
 
+MIN_SIDE = 16  # pixels: the smallest full image the generator is tested with
+
+
+def _check_flags() -> None:
+    """Refuses sizes that would write no images or images too small to hold a cell."""
+    if _IMAGES_PER_CLASS.value < 1:
+        raise DataError(f"--images_per_class={_IMAGES_PER_CLASS.value}: expected >= 1.")
+    for flag in (_WIDTH, _HEIGHT):
+        if flag.value < MIN_SIDE:
+            raise DataError(f"--{flag.name}={flag.value}: expected >= {MIN_SIDE} pixels.")
+
+
 def main(argv):
     del argv
     runtime.setup()  # first, as every entry point (this one never starts a JAX backend)
     try:
-        counts = synthetic.write_synthetic_sipakmed(
+        _check_flags()
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        counts = write_synthetic_sipakmed(
             _OUT.value,
             _IMAGES_PER_CLASS.value,
             _SEED.value,

@@ -38,11 +38,11 @@ flags.mark_flags_as_required(["workdir", "images", "out"])
 
 def check_flags() -> list[str]:
     """The image files to classify; raises a one-line error for a bad flag or file."""
-    from cervix_jax import analysis, data, files
+    from cervix_jax import analysis, data, files, train
 
-    analysis.check_workdir(_WORKDIR.value)
+    train.require_training_workdir(_WORKDIR.value)
     files.check_new_file(_OUT.value, suffixes=(".csv", ".json"), force=_FORCE.value)
-    analysis.parse_which(_WHICH.value)
+    analysis.parse_which(_WHICH.value, _WORKDIR.value, name="--which")
     if _BATCH.value < 0:
         raise ValueError(f"--batch_size={_BATCH.value}: expected 0 (automatic) or more.")
     paths = data.find_images(_IMAGES.value)

@@ -28,20 +28,17 @@ import sys
 
 try:  # a Python without the project's packages says what to do instead of a traceback
     from absl import app, flags
-    from ml_collections import config_flags
 
     from cervix_jax import runtime
-    from cervix_jax.train import distributed
+    from cervix_jax.train import distributed, flag_parsing
 except ModuleNotFoundError as e:
     sys.exit(f"{e} ({sys.executable}): run `make venv`, then use .venv/bin/python")
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
+flag_parsing.define_config_file(
     os.path.join(_DEFAULT_CONFIG, "default.py"),
     "Base config of every cell (the study sets model, variant, fold and init_from).",
-    lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (runs/, study.json, study.html).")
 _MODELS = flags.DEFINE_string(
@@ -160,7 +157,7 @@ def _spec():
 
 
 def _summary(result: dict) -> str:
-    from cervix_jax.study.crossval import format_interval
+    from cervix_jax.study import format_interval
 
     lines = ["accuracy, mean ± sd [95% CI] over folds:"]
     for g in result["groups"]:
@@ -179,32 +176,34 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.ERROR)  # Orbax narrates every read-only restore at WARNING
-    from cervix_jax import study
-    from cervix_jax.train import user_errors
+    from cervix_jax import study, train
 
-    try:
-        if os.path.isfile(_WORKDIR.value):
-            raise study.StudyError(f"--workdir={_WORKDIR.value} is a file; give a folder.")
-        _refuse_study_fields(sys.argv)
-        spec = _spec()
-        only = study.parse_only(_ONLY.value, spec) if _ONLY.value else None
-        if not _COLLECT.value:
-            study.check_plan(FLAGS.config, spec, _WORKDIR.value, [only] if only else spec.cells())
-            distributed.initialize_from_flags()
-            if _CACHE.value:
-                runtime.enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
-            study.run_grid(FLAGS.config, spec, _WORKDIR.value, only)
-        import jax
+    with train.reported_as_exit():  # user errors, Ctrl-C and SIGTERM: one line, an exit code
+        try:
+            if os.path.isfile(_WORKDIR.value):
+                raise study.StudyError(f"--workdir={_WORKDIR.value} is a file; give a folder.")
+            _refuse_study_fields(sys.argv)
+            spec = _spec()
+            only = study.parse_only(_ONLY.value, spec) if _ONLY.value else None
+            if not _COLLECT.value:
+                distributed.initialize_from_flags()  # first: the checks count every device
+                study.check_plan(
+                    FLAGS.config, spec, _WORKDIR.value, [only] if only else spec.cells()
+                )
+                if _CACHE.value:
+                    runtime.enable_compilation_cache(os.path.join(_WORKDIR.value, "jax_cache"))
+                study.run_grid(FLAGS.config, spec, _WORKDIR.value, only)
+            import jax
 
-        if only is not None or jax.process_index() != 0:
-            return
-        result = study.collect(_WORKDIR.value, spec)
-        study.write_study(_WORKDIR.value, result)
-    except (*user_errors(), study.StudyError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+            if only is not None or jax.process_index() != 0:
+                return
+            result = study.collect(_WORKDIR.value, spec)
+            study.write_study(_WORKDIR.value, result)
+        except study.StudyError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(1)
     print(_summary(result), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(distributed.exit_at_once_on_failure(main))
+    app.run(distributed.exit_at_once_on_failure(main), flags_parser=flag_parsing.parse_config_flags)

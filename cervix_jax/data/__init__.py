@@ -9,6 +9,7 @@ Importing this package registers the TFDS builder ``sipakmed`` (configs ``full``
 
 Public API:
   CLASS_NAMES                          label order of the five classes
+  VARIANTS, SPLIT_SCHEMES              names config.data.variant / split_scheme accept
   write_synthetic_sipakmed(out_dir, images_per_class, seed, *, image_size, layout, archive)
   load_sipakmed(config.data) -> (source, SipakmedMetadata)   builds the dataset if needed
   open_source(variant, data_dir), read_metadata(source)
@@ -27,6 +28,7 @@ Public API:
       runs on device, inside the jitted step (augment below)
   eval_iterator(source, indices, *, image_size, global_batch_size, ...), num_eval_batches,
       steps_per_epoch
+  close_iterator(iterator)             stops its worker processes, frees their shared memory
   resize_and_crop(image, size)         the host-side geometry, for tools
   model_input(image, size) -> [S, S, 3] uint8   any image (file, PIL, uint8/uint16 array, RGB,
       RGBA, grayscale) as a model trained at S sees it: to_rgb_uint8, the dataset's stored size
@@ -68,6 +70,7 @@ from cervix_jax.data.pipeline import (
     ArraySource,
     SipakmedMetadata,
     cell_label_fields,
+    close_iterator,
     count_cells,
     eval_iterator,
     load_sipakmed,
@@ -81,8 +84,10 @@ from cervix_jax.data.pipeline import (
 from cervix_jax.data.sipakmed.sipakmed_dataset_builder import (
     CLASS_NAMES,
     STORED_SHORTER_SIDE,
+    VARIANTS,
     downsize_for_storage,
 )
+from cervix_jax.data.splits import SCHEMES as SPLIT_SCHEMES
 from cervix_jax.data.splits import kfold_splits, paper_split, split_indices
 from cervix_jax.data.synthetic import write_synthetic_sipakmed
 
@@ -90,8 +95,10 @@ __all__ = [
     "CLASS_NAMES",
     "IMAGE_SUFFIXES",
     "MIN_IMAGE_SIDE",
+    "SPLIT_SCHEMES",
     "STORED_SHORTER_SIDE",
     "UNKNOWN_LABEL",
+    "VARIANTS",
     "ArraySource",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -105,10 +112,11 @@ __all__ = [
     "array_data_module",
     "augment",
     "build_data_module",
-    "check_image_file",
-    "downsize_for_storage",
     "cell_label_fields",
+    "check_image_file",
+    "close_iterator",
     "count_cells",
+    "downsize_for_storage",
     "eval_iterator",
     "find_images",
     "image_ids",

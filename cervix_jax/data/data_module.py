@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,15 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
-from cervix_jax.data.pipeline import ArraySource, SipakmedMetadata, load_sipakmed
+from cervix_jax.data.errors import DataError
+from cervix_jax.data.pipeline import (
+    ArraySource,
+    SipakmedMetadata,
+    dataset_location,
+    is_prepared,
+    load_sipakmed,
+)
 from cervix_jax.data.splits import split_indices
 
 
@@ -85,23 +92,63 @@ def resolved_data_config(
     return data_config
 
 
+# How long other processes wait for process 0 to prepare the dataset: the real SIPaKMeD takes
+# minutes (reading five 7-Zip archives, ~5 GB); a slow shared disk, much longer.
+PREPARE_TIMEOUT_S = 6 * 3600
+
+
+def wait_until_prepared(
+    data_config: ml_collections.ConfigDict,
+    *,
+    timeout_s: float = PREPARE_TIMEOUT_S,
+    poll_s: float = 2.0,
+    report_every_s: float = 60.0,
+) -> None:
+    """Blocks until the dataset of ``data_config`` is prepared (by process 0, on a file system
+    every process sees), printing what it waits for now and then.
+
+    No collective is involved: a collective's deadline (Gloo gives up after 30 s) is far
+    shorter than a preparation, and nothing else is asked of the other processes meanwhile.
+
+    Raises:
+      DataError: not prepared after ``timeout_s``.
+    """
+    name, data_dir = dataset_location(data_config)
+    start, last_report = time.monotonic(), None
+    while not is_prepared(data_config):
+        waited = time.monotonic() - start
+        if waited > timeout_s:
+            raise DataError(
+                f"process {jax.process_index()}: {name} is still not prepared in {data_dir} "
+                f"after {waited / 60:.0f} min; process 0 prepares it there, on a file system "
+                "every process must see."
+            )
+        if last_report is None or time.monotonic() - last_report >= report_every_s:
+            print(
+                f"process {jax.process_index()}: waiting for process 0 to prepare {name} in "
+                f"{data_dir} ({waited / 60:.0f} min so far)",
+                flush=True,
+            )
+            last_report = time.monotonic()
+        time.sleep(poll_s)
+
+
 def build_data_module(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> DataModule:
     """SIPaKMeD for ``config.data`` (prepared if needed) and its splits.
 
     Process 0 prepares the dataset (generating the synthetic replica if asked) while the others
-    wait, then they open what it wrote (a shared filesystem is assumed, as for checkpoints).
+    wait for it on the file system (`wait_until_prepared`: no collective, so no deadline but
+    ``PREPARE_TIMEOUT_S``), then they open what it wrote (a shared filesystem is assumed, as
+    for checkpoints).
 
     Raises:
       ManualDownloadError: the dataset is not prepared and ``config.data.manual_dir`` does not
         hold it (the message says what to do).
     """
     data_config = resolved_data_config(config, workdir)
-    if jax.process_index() == 0:
-        source, metadata = load_sipakmed(data_config)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("cervix_jax: dataset prepared")
     if jax.process_index() != 0:
-        source, metadata = load_sipakmed(data_config)
+        wait_until_prepared(data_config)
+    source, metadata = load_sipakmed(data_config)
     splits = split_indices(
         metadata.labels,
         metadata.groups,

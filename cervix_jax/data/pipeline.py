@@ -16,8 +16,13 @@ Batches are dicts of numpy arrays (per process: ``global_batch_size // process_c
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
+import multiprocessing
 import os
+import signal
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from cervix_jax import runtime
 from cervix_jax.data import sipakmed  # noqa: F401  (registers the builder)
 from cervix_jax.data.annotations import label_maps, unpack_polygons
 from cervix_jax.data.errors import DataError, ManualDownloadError
@@ -111,6 +117,79 @@ def _manual_dir_error(manual_dir: str) -> ManualDownloadError:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Location:
+    """Where ``config.data``'s dataset is prepared and read from."""
+
+    variant: str
+    data_dir: str | None  # None: TFDS's default (~/tensorflow_datasets)
+    manual_dir: str
+    synthetic: tuple[int, int] | None  # (images per class, seed) of the synthetic replica
+
+    @property
+    def name(self) -> str:
+        return f"sipakmed/{self.variant}"
+
+    def builder(self):
+        # TFDS warns 'Variant folder ... has no dataset_info.json' whenever it looks for a
+        # dataset not prepared yet, i.e. before every first preparation: expected here.
+        runtime.drop_log_records("Variant folder %s has no %s")
+        return tfds.builder(self.name, data_dir=self.data_dir)
+
+
+def _location(data_config: Any) -> _Location:
+    variant = _field(data_config, "variant", "full")
+    data_dir = os.path.expanduser(_field(data_config, "tfds_data_dir", "") or "") or None
+    manual_dir = os.path.expanduser(_field(data_config, "manual_dir", "") or "")
+    synthetic = None
+    if _field(data_config, "synthetic", False):
+        # The synthetic replica gets its own data dir per (size, seed), so that it never
+        # shadows (or is shadowed by) a prepared real SIPaKMeD or another replica.
+        synthetic = (
+            int(_field(data_config, "synthetic_images_per_class", 40)),
+            int(_field(data_config, "synthetic_seed", 0)),
+        )
+        root = data_dir or os.fspath(tfds.core.constants.DATA_DIR)
+        data_dir = os.path.join(root, "sipakmed_synthetic_n{}_s{}".format(*synthetic))
+        manual_dir = manual_dir or os.path.join(data_dir, "raw")
+    return _Location(variant, data_dir, manual_dir, synthetic)
+
+
+def dataset_location(data_config: Any) -> tuple[str, str]:
+    """``(name, data dir)`` of the dataset ``config.data`` reads, e.g. ``('sipakmed/full',
+    '/home/u/tensorflow_datasets')``: for messages."""
+    location = _location(data_config)
+    return location.name, location.data_dir or os.fspath(tfds.core.constants.DATA_DIR)
+
+
+def is_prepared(data_config: Any) -> bool:
+    """Whether the dataset of ``config.data`` is prepared (TFDS renames it into place only when
+    complete, so another process may poll this while one prepares it). Writes nothing."""
+    return _location(data_config).builder().is_prepared()
+
+
+def _check_writable(location: _Location) -> None:
+    """Raises `DataError` naming ``config.data.tfds_data_dir`` if the dataset cannot be
+    prepared there (a read-only or foreign folder), before anything is written."""
+    target = location.data_dir or os.fspath(tfds.core.constants.DATA_DIR)
+    existing = os.path.abspath(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    field = "config.data.tfds_data_dir" + ("" if location.data_dir else " (default)")
+    problem = None if os.path.isdir(existing) else f"{existing} is a file"
+    if problem is None:
+        try:  # os.access cannot tell: root passes it on read-only file systems
+            os.rmdir(tempfile.mkdtemp(prefix=".cervix_jax_write_test-", dir=existing))
+        except OSError as e:
+            problem = f"cannot write in {existing} ({e.strerror})"
+    if problem:
+        raise DataError(
+            f"{field}={target!r}: {location.name} is not prepared there and {problem}; give a "
+            "writable --config.data.tfds_data_dir (or prepare the dataset once where it can be "
+            "written)."
+        )
+
+
 def load_sipakmed(data_config: Any):
     """Prepares ``sipakmed/<variant>`` if needed and opens it.
 
@@ -127,32 +206,71 @@ def load_sipakmed(data_config: Any):
     Raises:
       ManualDownloadError: when the dataset is not prepared and ``manual_dir`` is missing or
         empty; the message holds the download instructions and the option to set.
+      DataError: the dataset is not prepared and its data dir cannot be written.
     """
     from cervix_jax.data import synthetic as synthetic_lib
 
-    variant = _field(data_config, "variant", "full")
-    data_dir = os.path.expanduser(_field(data_config, "tfds_data_dir", "") or "") or None
-    manual_dir = os.path.expanduser(_field(data_config, "manual_dir", "") or "")
-    if _field(data_config, "synthetic", False):
-        # The synthetic replica gets its own data dir per (size, seed), so that it never
-        # shadows (or is shadowed by) a prepared real SIPaKMeD or another replica.
-        images_per_class = int(_field(data_config, "synthetic_images_per_class", 40))
-        seed = int(_field(data_config, "synthetic_seed", 0))
-        root = data_dir or os.fspath(tfds.core.constants.DATA_DIR)
-        data_dir = os.path.join(root, f"sipakmed_synthetic_n{images_per_class}_s{seed}")
-        manual_dir = manual_dir or os.path.join(data_dir, "raw")
-        if not synthetic_lib.is_complete(manual_dir):
-            synthetic_lib.write_synthetic_sipakmed(manual_dir, images_per_class, seed)
-    builder = tfds.builder(f"sipakmed/{variant}", data_dir=data_dir)
+    location = _location(data_config)
+    builder = location.builder()
     if not builder.is_prepared():
+        _check_writable(location)
+        manual_dir = location.manual_dir
+        if location.synthetic and not synthetic_lib.is_complete(manual_dir):
+            synthetic_lib.write_synthetic_sipakmed(manual_dir, *location.synthetic)
         if not manual_dir or not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
             raise _manual_dir_error(manual_dir)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
     resolved_dir = os.fspath(builder._data_dir_root)
-    source = open_source(variant, resolved_dir)
-    return source, read_metadata(source, variant, resolved_dir)
+    source = open_source(location.variant, resolved_dir)
+    return source, read_metadata(source, location.variant, resolved_dir)
+
+
+def close_iterator(iterator: Any) -> None:
+    """Stops the worker processes of a `train_iterator` (or `eval_iterator`) and frees the
+    shared memory of the batches they prefetched. Grain leaves that to garbage collection,
+    which at interpreter exit may never come: Python then warns about leaked shared_memory
+    objects. Idempotent; anything without a ``close`` is left alone."""
+    # grain's DataLoaderIterator has no close() of its own; the dataset iterator it wraps has.
+    inner = getattr(iterator, "_iterator", iterator)
+    close = getattr(inner, "close", None)
+    if not callable(close):
+        return
+    close()
+    _wait_for_shared_memory_release()
+
+
+def _wait_for_shared_memory_release() -> None:
+    """Batches grain had taken from its workers are freed by one background thread, and a
+    process that exits right after (Ctrl-C) would drop what is still queued there: Python then
+    reports leaked shared_memory objects. The thread takes requests in order, so a no-op sent
+    through it returns once they are done. (grain 0.2 internals; another grain: no wait.)"""
+    try:
+        from grain._src.python.ipc import shared_memory_array
+    except ImportError:
+        return
+    pool = getattr(shared_memory_array.SharedMemoryArray, "_del_thread_pool", None)
+    if pool is None:
+        return
+    gc.collect()  # arrays held only by reference cycles of the closed pipeline
+    try:
+        pool.apply(int)
+    except ValueError:  # the pool has already been shut down (interpreter exit)
+        pass
+
+
+def _ignore_signals_in_worker() -> None:
+    """In a grain worker process: leave SIGINT and SIGTERM to the main process. A terminal's
+    Ctrl-C and a scheduler's SIGTERM reach the whole process group; the main process decides
+    how the run stops (cervix_jax.train.interrupts) and stops its workers, which otherwise
+    print a traceback each."""
+    if (
+        multiprocessing.parent_process() is not None
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +543,12 @@ class _TrainBatches:
 
     def __len__(self) -> int:
         return max(0, self.steps_per_epoch * self._num_epochs - self._start)
+
+    def __setstate__(self, state: dict) -> None:
+        # Unpickled in each grain worker process as it starts (in its main thread): the one
+        # place where our code runs there before any batch.
+        self.__dict__.update(state)
+        _ignore_signals_in_worker()
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch != self._cached_epoch:

@@ -59,6 +59,7 @@ from cervix_jax.models.torchvision import (
     from_torchvision,
     load_converted,
     merge_pretrained,
+    read_state_dict,
     save_converted,
 )
 
@@ -84,6 +85,7 @@ __all__ = [
     "last_conv_perturbation",
     "load_converted",
     "merge_pretrained",
+    "read_state_dict",
     "pooled_features",
     "save_converted",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -136,7 +137,8 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any]) -> dict[str, Any]
         The head keeps the checkpoint's number of classes (1000 for ImageNet).
 
     Raises:
-      ValueError: naming every missing key, unexpected key and shape mismatch.
+      ValueError: naming every missing key, unexpected key and shape mismatch, or the tensors
+        that hold NaN or infinite values (weights no training should start from).
     """
     _check_arch(arch)
     tensors = _normalize_keys(state_dict)
@@ -174,11 +176,24 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Any]) -> dict[str, Any]
         )
         raise ValueError("\n".join(lines))
 
+    _check_finite({key: tensors[key] for key in expected})
     flat = {
         path: np.ascontiguousarray(_to_flax(tensors[key]), dtype=np.float32)
         for path, (key, _) in leaf_map.items()
     }
     return traverse_util.unflatten_dict(flat)
+
+
+def _check_finite(tensors: Mapping[str, np.ndarray]) -> None:
+    """Raises ValueError naming the tensors with NaN or infinite values (the first five, and
+    how many in all)."""
+    bad = sorted(k for k, v in tensors.items() if not np.all(np.isfinite(np.asarray(v))))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"state dict holds NaN or infinite values in {len(bad)} tensor(s): {shown}; "
+            "these are not usable weights (a diverged or damaged checkpoint)."
+        )
 
 
 def merge_pretrained(
@@ -242,9 +257,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except SafetensorError as e:
+            raise ValueError(f"{path}: not a readable .safetensors file ({e}).") from None
     if path.suffix in (".pth", ".pt", ".bin"):
         try:
             import torch
@@ -253,7 +272,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 f"{path}: reading .pth needs torch (pip install -r requirements-parity.txt), "
                 "or convert the weights to .safetensors first."
             ) from e
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+            raise ValueError(f"{path}: not a readable torch state dict ({e}).") from None
         if isinstance(loaded, Mapping) and "state_dict" in loaded:
             loaded = loaded["state_dict"]
         if not isinstance(loaded, Mapping):
@@ -280,6 +302,12 @@ def save_converted(
     directory = Path(directory).absolute()
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; remove it or pass overwrite=True (--force).")
+    if directory.exists() and not (directory / _VARIABLES_DIR).is_dir():
+        # overwrite replaces a converted checkpoint, never a folder (or file) of anything else.
+        raise FileExistsError(
+            f"{directory} exists and is not a converted checkpoint; not replacing it, even with "
+            "overwrite=True (--force): choose another output folder."
+        )
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:

@@ -24,6 +24,7 @@ from cervix_jax.study.crossval import (
     cross_validate,
     cv_markdown,
     fold_config,
+    format_interval,
     run_fold,
     summarize_folds,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "cv_markdown",
     "describe",
     "fold_config",
+    "format_interval",
     "load_spec",
     "make_spec",
     "mean_statistic",

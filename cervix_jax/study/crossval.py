@@ -170,6 +170,10 @@ def cross_validate(
     process 0 writes ``cv_report.json`` and ``cv_report.md``. Returns the report."""
     workdir = Path(workdir)
     folds = check_folds(config, folds)
+    # Refused before the first fold starts (one line naming the field or folder).
+    train.check_config(config)
+    if workdir.exists() and not workdir.is_dir():
+        raise StudyError(f"--workdir={workdir} is a file; give a folder.")
     reports_by_fold = {}
     for k in folds:
         run_dir = workdir / f"fold_{k}"

@@ -24,13 +24,12 @@ from pathlib import Path
 import ml_collections
 
 from cervix_jax import files, models
-from cervix_jax.data.sipakmed import Builder
+from cervix_jax.data import VARIANTS
 from cervix_jax.explain import PAPER_PRESET
 from cervix_jax.explain.batch import Settings
 from cervix_jax.study.crossval import fold_config
 from cervix_jax.study.errors import StudyError
 
-VARIANTS: tuple[str, ...] = tuple(c.name for c in Builder.BUILDER_CONFIGS)
 PAPER_MODELS: tuple[str, ...] = ("resnet50", "attention92", "densenet121", "densenet121_rca")
 PAPER_PRETRAINED: tuple[str, ...] = ("densenet121", "densenet121_rca")
 # The torchvision architecture whose ImageNet weights a model can start from.

@@ -1,9 +1,9 @@
 """Running the grid: train each cell (or resume it, or skip it when finished), explain its test
 fold, write its page; then assemble the study (``collect.py``).
 
-Every check that can refuse the command runs first (`check_plan`: model options, a workdir
-that holds another run's checkpoints, explanations made with other settings), so a refused
-command writes nothing.
+Every check that can refuse the command runs first (`check_plan`: model options, each cell's
+config (``train.check_config``), a workdir that holds another run's checkpoints, explanations
+made with other settings), so a refused command writes nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def check_plan(
         config = cell_config(base, spec, cell, workdir)
         run_dir = cell.run_dir(workdir)
         try:
+            train.check_config(config, check_model=False)  # the options are checked above
             train.check_resumable(config, run_dir)
         except train.TrainingError as e:
             raise StudyError(f"cell {cell.name}: {e}") from None

@@ -24,7 +24,13 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from cervix_jax import runtime
 from cervix_jax.train.errors import TrainingError
+
+# The metrics of a mid-epoch checkpoint (saved on SIGTERM, not validated): below every validated
+# checkpoint, so 'best' never picks it while another exists, and the preservation policy drops
+# it once a later checkpoint is saved.
+UNVALIDATED_METRICS = {"val_accuracy": -1.0, "val_loss": 1e3}
 
 
 def best_metric(metrics: dict) -> float:
@@ -46,7 +52,13 @@ def make_manager(directory: str, keep_latest: int = 1, keep_best: int = 1, read_
         best_mode="max",
         create=not read_only,
         read_only=read_only,
+        # Orbax sets (and warns about) 0 for a read-only manager; saying it spares the warning.
+        save_interval_steps=0 if read_only else 1,
     )
+    if read_only:
+        # Orbax warns 'Given directory is read only' for every read-only manager, i.e. on every
+        # evaluation: it is what we asked for, not a problem.
+        runtime.drop_log_records("Given directory is read only")
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
@@ -122,6 +134,35 @@ def restore(
                 why,
             )
     return restored["state"], dict(restored["meta"] or {}), iterator_restored
+
+
+def is_read_error(error: BaseException) -> bool:
+    """Whether ``error``, raised while restoring a checkpoint, says that its files cannot be
+    read: truncated or missing files (TensorStore errors, which Orbax re-raises as a bare
+    ``Exception``), unparsable JSON (``ValueError``), or the file system (``OSError``)."""
+    return isinstance(error, ValueError | OSError) or type(error) is Exception
+
+
+def describe_read_error(error: BaseException) -> str:
+    """The first line of ``error``'s message, shortened: TensorStore's run to pages."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    line = line.split(" See full TensorStore details")[0]
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int, folder: os.PathLike) -> str:
+    """Moves checkpoint ``step`` out of ``manager``'s directory into ``folder`` (process 0;
+    the others only compute the name); returns its new path. Call ``manager.reload()`` after
+    every process has passed here."""
+    source = manager.directory / str(step)
+    target = os.path.join(os.fspath(folder), str(step))
+    suffix = 1
+    while os.path.exists(target):
+        target, suffix = os.path.join(os.fspath(folder), f"{step}.{suffix}"), suffix + 1
+    if jax.process_index() == 0:
+        os.makedirs(folder, exist_ok=True)
+        os.replace(os.fspath(source), target)
+    return target
 
 
 def checkpoint_step(manager: ocp.CheckpointManager, which: str | int) -> int:

@@ -17,6 +17,12 @@ def log(msg: str) -> None:
         print(msg, flush=True)
 
 
+def warn(msg: str) -> None:
+    """Prints ``warning: msg`` on stderr, on process 0 only."""
+    if is_writer():
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
 def format_duration(seconds: float) -> str:
     """``'1h02m05s'``, or ``'2m05s'`` under an hour; negative durations count as 0."""
     seconds = max(0, int(seconds))

@@ -18,7 +18,8 @@ from cervix_jax.data import CLASS_NAMES
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train import mesh as mesh_lib
 from cervix_jax.train.builders import build_model
-from cervix_jax.train.workdir import load_config_json
+from cervix_jax.train.errors import TrainingError
+from cervix_jax.train.workdir import load_config_json, require_training_workdir
 
 
 def restore_model_variables(
@@ -39,7 +40,17 @@ def restore_model_variables(
     manager = ckpt_lib.make_manager(Path(workdir) / "checkpoints", read_only=True)
     try:
         step = ckpt_lib.checkpoint_step(manager, which)
-        return step, ckpt_lib.restore_variables(manager, step, abstract)
+        try:
+            return step, ckpt_lib.restore_variables(manager, step, abstract)
+        except Exception as e:  # noqa: BLE001 (narrowed just below)
+            if not ckpt_lib.is_read_error(e):
+                raise
+            others = [s for s in manager.all_steps() if s != step]
+            raise TrainingError(
+                f"checkpoint step {step} in {manager.directory} cannot be read "
+                f"({ckpt_lib.describe_read_error(e)}); it may be damaged. Other checkpoints: "
+                f"{others or 'none'}."
+            ) from None
     finally:
         manager.close()
 
@@ -57,7 +68,11 @@ def restore_inference_variables(
       ``(config, model, variables)`` with ``variables = {'params', 'batch_stats'}`` replicated
       over the current devices; ``model.apply(variables, x, train=False)`` with ``x`` normalized
       by ``cervix_jax.data.normalize``.
+
+    Raises:
+      TrainingError: ``workdir`` is not a training workdir, or the checkpoint cannot be read.
     """
+    require_training_workdir(workdir)
     config = load_config_json(workdir)
     model = build_model(config, len(CLASS_NAMES))
     _, variables = restore_model_variables(workdir, model, config.data.image_size, which=which)

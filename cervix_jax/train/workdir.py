@@ -47,10 +47,41 @@ def config_path(workdir: str | os.PathLike) -> Path:
     return Path(workdir) / "config.json"
 
 
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+    """Steps of the finished checkpoints in ``WORKDIR/checkpoints`` (step-numbered folders;
+    Orbax renames a checkpoint into place only when it is complete), ascending. Reads only the
+    folder names, so it is cheap and starts nothing."""
+    folder = Path(workdir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+
+
 def has_checkpoints(workdir: str | os.PathLike) -> bool:
     """Whether ``WORKDIR/checkpoints`` holds a finished checkpoint (a step-numbered folder)."""
-    folder = Path(workdir) / "checkpoints"
-    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+    return bool(checkpoint_steps(workdir))
+
+
+def require_training_workdir(workdir: str | os.PathLike) -> None:
+    """Raises ``TrainingError`` unless ``workdir`` holds a trained run (``config.json`` and a
+    checkpoint); for what reads a run (``--mode=eval``, the tools), before anything is created."""
+    workdir = Path(workdir)
+    missing = [
+        what
+        for what, present in (
+            ("config.json", config_path(workdir).is_file()),
+            ("checkpoints", has_checkpoints(workdir)),
+        )
+        if not present
+    ]
+    if missing:
+        where = f"no {' and no '.join(missing)}"
+        if not workdir.is_dir():
+            where = "it is a file" if workdir.exists() else "no such directory"
+        raise TrainingError(
+            f"{workdir} is not a training workdir ({where}); give the --workdir of a trained run "
+            "(train one with main.py --workdir=...)."
+        )
 
 
 def load_config_json(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
@@ -112,6 +143,28 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLik
             f"when it is resumed:\n{lines}\nTrain in another --workdir, or resume with the "
             f"settings saved in {config_path(workdir)}."
         )
+
+
+def config_for_evaluation(
+    config: ml_collections.ConfigDict | None, workdir: str | os.PathLike
+) -> ml_collections.ConfigDict:
+    """The config that evaluates ``workdir``'s run as it was trained: the saved one, or
+    ``config`` when it differs from it only in ``RESUMABLE_FIELDS`` (where files are, workers,
+    the evaluation batch size). Any other difference would evaluate something else than the
+    run (another image size, fold or model) and write it over the run's report: refused,
+    naming the fields. Reads only; writes nothing."""
+    require_training_workdir(workdir)
+    saved = load_config_json(workdir)
+    if config is None:
+        return saved
+    changes = config_changes(saved, config)
+    if changes:
+        listed = ", ".join(f"{f}: {old!r} (saved) -> {new!r} (now)" for f, old, new in changes)
+        raise TrainingError(
+            f"--mode=eval evaluates {workdir} as trained, with {config_path(workdir)}; drop the "
+            f"settings that differ from it ({listed}), or train another --workdir with them."
+        )
+    return config
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:

@@ -37,7 +37,9 @@ def test_tiny_forward_shapes_and_last_conv(tiny, name):
     # What the head reads (models.pooled_features): [B, D], D the last conv map's channels.
     (pooled,) = state["intermediates"][models.POOLED_FEATURES]
     assert pooled.shape == (2, last_conv.shape[-1])
-    np.testing.assert_allclose(pooled, np.asarray(last_conv).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        pooled, np.asarray(last_conv).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
     top_level = {"last_conv", models.POOLED_FEATURES}
     sown = {"/".join(path): value[0] for path, value in flat.items() if path[-1] not in top_level}
     expected = {

@@ -183,3 +183,38 @@ def test_read_state_dict_errors(tmp_path):
     odd.write_bytes(b"x")
     with pytest.raises(ValueError, match="'.h5'.*safetensors"):
         tv.read_state_dict(odd)
+
+
+def test_non_finite_weights_are_refused_by_name(tmp_path, densenet_state):
+    poisoned = dict(densenet_state)
+    poisoned["features.conv0.weight"] = np.full_like(poisoned["features.conv0.weight"], np.nan)
+    poisoned["classifier.bias"] = np.full_like(poisoned["classifier.bias"], np.inf)
+    with pytest.raises(ValueError, match=r"2 tensor\(s\): classifier.bias, features.conv0.weight"):
+        models.from_torchvision("densenet121", poisoned)
+    # The tool refuses it too, and writes nothing.
+    src = tmp_path / "nan.safetensors"
+    save_file(poisoned, str(src))
+    with pytest.raises(ValueError, match="features.conv0.weight"):
+        convert_torchvision.convert("densenet121", str(src), str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.safetensors"]
+
+
+def test_garbage_safetensors_is_named(tmp_path):
+    garbage = tmp_path / "weights.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="weights.safetensors: not a readable .safetensors file"):
+        tv.read_state_dict(garbage)
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_converted_checkpoint(tmp_path):
+    model = models.create_model("resnet50_tiny", 5)
+    variables = models.init_variables(model, jax.random.key(0), 32)
+    folder = tmp_path / "my_results"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="not a converted checkpoint"):
+        models.save_converted(variables, folder, overwrite=True)
+    assert (folder / "thesis.tex").read_text() == "years of work"
+    # A converted checkpoint is replaced.
+    models.save_converted(variables, tmp_path / "converted")
+    models.save_converted(variables, tmp_path / "converted", overwrite=True)

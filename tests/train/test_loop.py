@@ -1,6 +1,9 @@
-"""train_and_evaluate end to end on a tiny model: artefacts, honest report, resume, NaN."""
+"""train_and_evaluate end to end on a tiny model: artefacts, honest report, resume, NaN,
+kills and signals."""
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,3 +214,106 @@ def test_sigkill_then_resume_equals_uninterrupted(trained, tmp_path):
     assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert resumed["confusion_matrix"] == report["confusion_matrix"]
     assert [h["epoch"] for h in read_history(tmp_path)] == [1, 2, 3]
+
+
+def _start_worker(workdir, num_workers: int) -> subprocess.Popen:
+    """The kill worker in a session of its own: a signal to its process group reaches its grain
+    workers too, as a terminal's Ctrl-C or a scheduler's signal does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.train.kill_worker", str(workdir), str(num_workers)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _signal_in_epoch_2(proc: subprocess.Popen, workdir, signum: int) -> tuple[str, str]:
+    """Waits for epoch 1's checkpoint, sends ``signum`` to the worker's process group a moment
+    into epoch 2, and returns its (stdout, stderr) once it has exited."""
+    try:
+        deadline = time.monotonic() + 300
+        while not (workdir / "checkpoints" / "6").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into epoch 2 (a batch is 8 records at 0.1 s each)
+        os.killpg(proc.pid, signum)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _group_ends(proc.pid), "a process of the run (a grain worker?) outlived it"
+    return out, err
+
+
+def _group_ends(pgid: int, timeout_s: float = 60) -> bool:
+    """Whether process group ``pgid`` is empty within ``timeout_s`` (multiprocessing's
+    resource tracker leaves a moment after the processes it served)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    """SIGINT to the whole process group (grain workers included), as Ctrl-C in a terminal."""
+    out, err = _signal_in_epoch_2(_start_worker(tmp_path, 2), tmp_path, signal.SIGINT)
+    shown = f"stderr:\n{err[-3000:]}\nstdout:\n{out[-1000:]}"
+    for noise in ("Traceback", "KeyboardInterrupt", "leaked"):
+        assert noise not in out + err, shown
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(lines) == 1, shown
+    match = re.fullmatch(
+        r"interrupted at step (\d+); the latest checkpoint is step (\d+); re-run the same "
+        r"command to resume",
+        lines[0],
+    )
+    assert match, shown
+    reached, latest = int(match[1]), int(match[2])
+    assert reached >= latest >= 6 and (tmp_path / "checkpoints" / str(latest)).is_dir(), shown
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_exactly(trained, tmp_path):
+    """SIGTERM to the process group mid-epoch (grain workers included), as a scheduler sends
+    before a kill: a checkpoint at the step reached, exit 143; then the same command finishes
+    the run as if it had never stopped, without warnings about leaked shared memory or
+    read-only checkpoint folders."""
+    workdir, config, _, report = trained
+    out, err = _signal_in_epoch_2(_start_worker(tmp_path, 2), tmp_path, signal.SIGTERM)
+    shown = f"stderr:\n{err[-3000:]}\nstdout:\n{out[-1000:]}"
+    for noise in ("Traceback", "leaked"):  # resource_tracker: leaked shared_memory objects
+        assert noise not in out + err, shown
+    last = err.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"terminated \(SIGTERM\) at step (\d+); the latest checkpoint is step \1; re-run the "
+        r"same command to resume",
+        last,
+    )
+    assert match, shown
+    stopped = int(match[1])
+    assert 6 < stopped < 18 and (tmp_path / "checkpoints" / str(stopped)).is_dir(), shown
+    assert not (tmp_path / "report.json").exists()
+
+    again = _start_worker(tmp_path, 2)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert f"resumed from {tmp_path / 'checkpoints'} step {stopped}" in out
+    for noise in ("leaked", "read only", "Traceback"):
+        assert noise not in err, err[-3000:]
+    a, b = helpers.final_state(workdir, config), helpers.final_state(tmp_path, config)
+    assert helpers.tree_allclose(a, b, rtol=1e-6, atol=1e-7)
+    h_a, h_b = read_history(workdir), read_history(tmp_path)
+    assert [h["epoch"] for h in h_b] == [1, 2, 3]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose([h[key] for h in h_b], [h[key] for h in h_a], rtol=1e-6)
+    resumed = json.loads((tmp_path / "report.json").read_text())
+    assert resumed["confusion_matrix"] == report["confusion_matrix"]

@@ -1,5 +1,5 @@
 """restore_or_init on its own: a fresh start, a resume (state, epoch, data position, history),
-the fallback when the saved data position does not fit, and init_from."""
+the fallback when the saved data position does not fit, init_from, and damaged checkpoints."""
 
 import json
 import shutil
@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from cervix_jax import models
-from cervix_jax.train import Parts, TrainingError
+from cervix_jax.train import Parts, TrainingError, evaluate, train_and_evaluate
 from cervix_jax.train import checkpoints as ckpt_lib
 from cervix_jax.train.builders import prepare_run, train_batches
 from cervix_jax.train.optim import make_optimizer, make_schedule
 from cervix_jax.train.resume import restore_or_init
 from cervix_jax.train.workdir import read_history
 from tests.train import helpers
+from tests.tree_snapshot import snapshot
 
 CONFIG = helpers.small_config()
 STEPS_PER_EPOCH = 48 // CONFIG.batch_size  # helpers.data_module(): 48 training images
@@ -136,3 +137,77 @@ def test_init_from_a_missing_path_is_refused_by_name(tmp_path):
     config = helpers.small_config(init_from=str(tmp_path / "nowhere"))
     with pytest.raises(TrainingError, match="config.init_from=.*nowhere.* does not exist"):
         _start(tmp_path / "run", config)
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """A run stopped after epoch 2 of 3 that keeps both epoch checkpoints (steps 6 and 12)."""
+    workdir = tmp_path_factory.mktemp("two_checkpoints")
+    config = helpers.small_config(num_epochs=3, checkpoint_keep_latest=2)
+    assert (
+        train_and_evaluate(config, workdir, parts=helpers.parts(config), stop_after_steps=12) == {}
+    )
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [6, 12]
+    return workdir, config
+
+
+def _truncate_largest_file(folder):
+    """Cuts the largest file below ``folder`` to half its size (commit markers stay intact);
+    returns its path."""
+    largest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = largest.read_bytes()
+    largest.write_bytes(data[: len(data) // 2])
+    return largest
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_resumed(
+    two_checkpoints, tmp_path, capsys
+):
+    source, config = two_checkpoints
+    workdir = tmp_path / "run"
+    shutil.copytree(source, workdir)
+    truncated = _truncate_largest_file(workdir / "checkpoints" / "12" / "state")
+    damaged = truncated.read_bytes()
+    capsys.readouterr()
+    report = train_and_evaluate(config, workdir, parts=helpers.parts(config))
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "checkpoint step 12" in warnings[0], err
+    assert "resuming from step 6" in warnings[0] and "damaged_checkpoints" in warnings[0]
+    # Kept (moved aside, never deleted), byte for byte.
+    kept = (
+        workdir
+        / "damaged_checkpoints"
+        / "12"
+        / truncated.relative_to(workdir / "checkpoints" / "12")
+    )
+    assert kept.read_bytes() == damaged
+    # The run went on from step 6: epochs 2 and 3 trained again, then the final report.
+    assert [h["epoch"] for h in read_history(workdir)] == [1, 2, 3]
+    assert report["num_examples"] == 16
+    assert 18 in [int(p.name) for p in (workdir / "checkpoints").iterdir()]
+
+
+def test_no_readable_checkpoint_is_one_error_naming_the_latest(two_checkpoints, tmp_path):
+    source, config = two_checkpoints
+    workdir = tmp_path / "run"
+    shutil.copytree(source, workdir)
+    for step in ("6", "12"):
+        _truncate_largest_file(workdir / "checkpoints" / step / "state")
+    before = snapshot(workdir)
+    with pytest.raises(TrainingError, match="no checkpoint in .* can be read; the latest, step 12"):
+        _start(workdir, config)
+    assert snapshot(workdir) == before
+
+
+def test_evaluating_a_damaged_checkpoint_names_it(two_checkpoints, tmp_path):
+    source, config = two_checkpoints
+    workdir = tmp_path / "run"
+    shutil.copytree(source, workdir)
+    best = max(read_history(workdir), key=lambda h: (h["val_accuracy"], -h["val_loss"]))["step"]
+    # Every array data file: evaluation reads only params and batch_stats, and which data file
+    # holds them (rather than the optimizer state) varies from run to run.
+    for data_file in (workdir / "checkpoints" / str(best) / "state").glob("ocdbt.process_*/d/*"):
+        data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
+    with pytest.raises(TrainingError, match=f"checkpoint step {best} in .* cannot be read"):
+        evaluate(None, workdir, parts=helpers.parts(config))

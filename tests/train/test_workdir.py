@@ -1,13 +1,14 @@
 """What may change when a run is resumed, and that a refused resume writes nothing."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cervix_jax.train import TrainingError, train_and_evaluate
+from cervix_jax.train import TrainingError, evaluate, train_and_evaluate
 from cervix_jax.train import workdir as workdir_lib
 from tests.train import helpers
 from tests.tree_snapshot import snapshot
@@ -100,3 +101,59 @@ def test_main_refuses_another_model_in_a_trained_workdir(tiny_trained_workdir):
     assert "Traceback" not in result.stderr
     assert "model.name: 'resnet50_tiny' (saved) -> 'densenet121' (now)" in result.stderr
     assert snapshot(tiny_trained_workdir) == before
+
+
+def test_eval_mode_refuses_settings_that_change_the_run_and_writes_nothing(finished):
+    workdir, config = finished
+    before = snapshot(workdir)
+    other = helpers.small_config(**{"num_epochs": 1, "data.image_size": 16})
+    with pytest.raises(TrainingError) as error:
+        evaluate(other, workdir, parts=helpers.parts(other))
+    message = str(error.value)
+    assert "data.image_size: 32 (saved) -> 16 (now)" in message and "\n" not in message
+    assert snapshot(workdir) == before
+
+
+def test_eval_mode_uses_the_saved_config(finished):
+    workdir, config = finished
+    report = json.loads((workdir / "report.json").read_text())
+    # No config: the saved one; operational settings (workers, eval batch) may differ.
+    again = evaluate(None, workdir, parts=helpers.parts(config))
+    assert again["confusion_matrix"] == report["confusion_matrix"]
+    relaxed = helpers.small_config(**{"num_epochs": 1, "eval_batch_size": 4})
+    assert evaluate(relaxed, workdir, parts=helpers.parts(config))["accuracy"] == again["accuracy"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "file"])
+def test_eval_mode_on_a_path_that_is_not_a_training_workdir_creates_nothing(tmp_path, kind):
+    path = tmp_path / "not_a_run"
+    if kind == "empty":
+        path.mkdir()
+    elif kind == "file":
+        path.write_text("x")
+    before = snapshot(tmp_path)
+    config = helpers.small_config()
+    with pytest.raises(TrainingError, match="is not a training workdir"):
+        evaluate(config, path, parts=helpers.parts(config))
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_main_eval_prints_no_warnings(tiny_trained_workdir, tmp_path):
+    """An evaluation that goes well says so without warnings (Orbax used to warn twice that the
+    checkpoint folder is opened read-only, TFDS that a folder has no dataset_info.json)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_trained_workdir, workdir)
+    saved = json.loads((workdir / "config.json").read_text())
+    result = subprocess.run(
+        [sys.executable, "main.py", "--mode=eval", f"--workdir={workdir}",
+         "--config=configs/resnet50.py", "--config.model.name=resnet50_tiny",
+         "--config.data.synthetic=True",
+         f"--config.data.synthetic_images_per_class={saved['data']['synthetic_images_per_class']}",
+         "--config.data.image_size=32", "--config.data.num_workers=0", "--config.batch_size=8",
+         "--config.eval_batch_size=8", "--config.num_epochs=1"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test (4 images, checkpoint step" in result.stdout
+    assert result.stderr.strip() == "", result.stderr[-3000:]

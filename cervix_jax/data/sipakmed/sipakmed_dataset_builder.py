@@ -590,3 +590,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "nucleus_vertices": nuc_vertices,
             "nucleus_lengths": nuc_lengths,
         }
+
+
+# The dataset's variants (builder config names), in the order of BUILDER_CONFIGS.
+VARIANTS: tuple[str, ...] = tuple(c.name for c in Builder.BUILDER_CONFIGS)
