@@ -286,7 +286,8 @@ class TrainedModel:
 
         Args:
           images: paths, PIL images or arrays (module docstring).
-          method: ``ig`` | ``gradient`` | ``gradcam`` | ``smoothgrad``.
+          method: one of ``explain.batch.ATTRIBUTION_METHODS`` (``ig``, ``blur_ig``,
+            ``guided_ig``, ``gradient``, ``smoothgrad``, ``gradcam``, ``attention``).
           labels: true class per image (needed for ``target='label'``; kept in the result).
           cell_masks, nucleus_masks: per image a mask ``[H, W]`` of the image's own height and
             width (non-zero inside a cell / nucleus), cropped like the image: they give the
@@ -297,8 +298,10 @@ class TrainedModel:
             ``tools/attribute.py``: ``steps=50``, ``ig_method='gausslegendre'``,
             ``chunk_size=None``, ``baseline='uniform'``, ``num_baselines=10``,
             ``target='predicted'`` (or ``'label'`` or a class index), ``score='probability'``,
-            ``smoothgrad_samples=16``, ``smoothgrad_noise=0.15``, ``deletion_steps=16``,
-            ``sanity_check=False``, ``seed=0``.
+            ``noise_tunnel='none'``, ``noise_samples=16``, ``noise_level=0.15``,
+            ``deletion_steps=16``, ``sanity_check=False``, ``evaluate=()`` (``'all'`` or
+            names of ``explain.batch.EVALUATIONS``: their scores join ``scores``),
+            ``seed=0``.
         """
         settings = self._settings(method, options)
         items = _image_list(images)

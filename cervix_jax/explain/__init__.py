@@ -53,6 +53,7 @@ from cervix_jax.explain.integrated_gradients import (
 )
 from cervix_jax.explain.noise_tunnel import (
     NOISE_TUNNEL_KINDS,
+    batched_noise_tunnel,
     noise_tunnel,
     noise_tunnel_batch,
     vargrad,
@@ -83,7 +84,7 @@ from cervix_jax.explain.render import (
     signed_overlay,
     write_png,
 )
-from cervix_jax.explain.robustness import max_sensitivity
+from cervix_jax.explain.robustness import batched_max_sensitivity, max_sensitivity
 from cervix_jax.explain.saliency import input_gradient, input_gradients, smoothgrad
 from cervix_jax.explain.scores import (
     completeness_relative_error,
@@ -168,6 +169,8 @@ __all__ = [
     "RANDOMIZATION_KINDS",
     "Randomization",
     "SIMILARITY_MEASURES",
+    "batched_max_sensitivity",
+    "batched_noise_tunnel",
     "blur_integrated_gradients",
     "blur_path_start",
     "entropy_complexity",

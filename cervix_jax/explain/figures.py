@@ -5,6 +5,8 @@
 - ``plot_cell_scores``: the cell-level scores of ``attribution_metrics.json`` per true class:
   where the positive attribution lies (nuclei, cytoplasm rings, background; stacked means) and
   the per-image values of the concentration, pointing and occlusion scores with their means.
+- ``plot_randomization``: similarity of the maps to the trained model's against the stages of
+  the model randomization (Adebayo et al. 2018), per measure the mean and spread over images.
 """
 
 from __future__ import annotations
@@ -152,5 +154,63 @@ def plot_cell_scores(path: str | os.PathLike, metrics: dict) -> None:
     axes[1].legend(fontsize=7, ncol=3, loc="upper center")
     axes[1].grid(axis="y", alpha=0.3)
     fig.suptitle(f"cell-level scores of {metrics['method']} ({metrics['num_images']} images)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+_MEASURE_STYLES = {
+    "spearman": ("Spearman (signed)", "tab:blue"),
+    "spearman_abs": ("Spearman |map|", "tab:orange"),
+    "pearson_abs": ("Pearson |map|", "tab:green"),
+    "ssim": ("SSIM |map|", "tab:red"),
+}
+
+
+def plot_randomization(
+    path: str | os.PathLike, summary: dict, *, kind: str = "cascading", title: str = ""
+) -> None:
+    """Similarity of the maps to the trained model's against the randomization stages.
+
+    Args:
+      path: the PNG to write.
+      summary: the ``randomization`` block of ``attribution_metrics.json``: ``stages``
+        (``'original'`` first, then the deepest layer each stage re-initialises),
+        ``num_images`` and per measure ``{'mean': [...], 'std': [...]}`` over the images at
+        each stage (None where no image has a value).
+      kind: ``cascading`` or ``independent`` (the x-axis label).
+      title: figure title.
+    """
+    plt = _pyplot()
+    stages = summary["stages"]
+    fig, ax = plt.subplots(figsize=(max(8.5, 0.38 * len(stages) + 4.5), 4.6))
+    x = np.arange(len(stages))
+    for measure, (name, colour) in _MEASURE_STYLES.items():
+        if measure not in summary:
+            continue
+        mean, std = (
+            np.asarray([np.nan if v is None else v for v in summary[measure][k]], np.float64)
+            for k in ("mean", "std")
+        )
+        ax.plot(x, mean, marker="o", markersize=3.5, color=colour, label=name)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, stages, rotation=60, ha="right", fontsize=8)
+    reached = "re-initialised from the head down to" if kind == "cascading" else "re-initialised"
+    ax.set(
+        xlim=(-0.3, len(stages) - 0.7),
+        ylim=(-1.05, 1.05),
+        xlabel=f"layer {reached} ({kind})",
+        ylabel="similarity to the trained model's maps",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(  # beside the axes: the curves start together at 1 and spread over the plot
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        title="mean ± sd over images",
+        title_fontsize=8,
+    )
+    count = f"{summary['num_images']} images"
+    fig.suptitle(f"{title} ({count})" if title else count)
     _save(fig, path)
     plt.close(fig)

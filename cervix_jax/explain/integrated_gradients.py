@@ -70,6 +70,7 @@ from cervix_jax.explain import targets as targets_lib
 
 ScoreFn = Callable[..., jax.Array]
 
+
 class IGResult(NamedTuple):
     """Batched integrated gradients.
 

@@ -10,11 +10,13 @@ and Guided IG, the randomization cascade, noise tunnels, perturbation metrics) u
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from cervix_jax.explain import quadrature
@@ -76,3 +78,62 @@ def over_samples(fn: Callable, xs: Any, batch_size: int | None) -> jax.Array:
     if batch == n:
         return jax.vmap(fn)(xs)
     return jax.lax.map(fn, xs, batch_size=batch)
+
+
+def over_copies(
+    fn: Callable[..., jax.Array],
+    copies: jax.Array,
+    row_args: Sequence[jax.Array | None] = (),
+    together: int | None = None,
+    group_loop: str = "auto",
+) -> jax.Array:
+    """A batched method over N copies of each of B images, the copies as rows of its batch.
+
+    ``fn(rows [M, ...], *row_args [M, ...]) -> [M, ...]`` sees ``together`` copies of every
+    image at once (M = B x together; None = all N): the method keeps the batch layout it has
+    for the images themselves (no ``vmap`` around it, which XLA CPU's YNN fusion cannot
+    always lay out), and each copy gets its image's ``row_args`` (target, PRNG key: the same
+    baselines as the image). The last group is padded with repeats of the first copy and
+    trimmed. Groups run one after another in line on CPU (``group_loop='auto'``, as the chunks
+    of integrated gradients: backward passes inside an XLA loop take XLA CPU's slow path, 6x
+    for ResNet-50 IG maps, docs/performance.md), in a ``lax.map`` elsewhere.
+
+    Args:
+      copies: [B, N, ...]; row_args: per-image arrays [B, ...] (None passes through).
+      group_loop: ``auto`` | ``scan`` | ``unrolled`` (``CHUNK_LOOPS``).
+
+    Returns:
+      [B, N, ...] the maps of every copy.
+    """
+    b, n = copies.shape[:2]
+    t = max(1, min(together or n, n))
+    groups = -(-n // t)
+    pad = groups * t - n
+    if pad:
+        copies = jnp.concatenate([copies, jnp.repeat(copies[:, :1], pad, axis=1)], axis=1)
+    repeated = [None if a is None else jnp.repeat(a, t, axis=0) for a in row_args]
+
+    def group(rows):  # [B, t, ...] -> [B, t, ...]
+        out = fn(rows.reshape(b * t, *rows.shape[2:]), *repeated)
+        return out.reshape(b, t, *out.shape[1:])
+
+    grouped = jnp.swapaxes(copies.reshape(b, groups, t, *copies.shape[2:]), 0, 1)
+    if groups == 1 or unroll_chunks(group_loop, "group_loop"):
+        out = jnp.stack([group(grouped[i]) for i in range(groups)])
+    else:
+        out = jax.lax.map(group, grouped)
+    out = jnp.swapaxes(out, 0, 1)  # [B, groups, t, ...]
+    return out.reshape(b, groups * t, *out.shape[3:])[:, :n]
+
+
+@dataclasses.dataclass(frozen=True)
+class EachImage:
+    """A per-image ``attr_fn(image, [target,] *args) -> map`` as a batched method
+    ``(images [M], targets [M] | None, *args) -> maps [M, ...]`` (vmapped; hashable, static)."""
+
+    attr_fn: Callable[..., jax.Array]
+
+    def __call__(self, images, targets, *args):
+        if targets is None:
+            return jax.vmap(lambda x: self.attr_fn(x, *args))(images)
+        return jax.vmap(lambda x, t: self.attr_fn(x, t, *args))(images, targets)

@@ -88,23 +88,36 @@ class Randomization:
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        """``'original'``, then the layer re-initialised last (cascading) or alone."""
-        return ("original", *reversed(self.layers))
+        """Per stage ``'original'`` or the deepest layer it re-initialises (cascading: the
+        layer reached last; independent: the only one). Read on the host, not under jit."""
+        schedule = np.asarray(self.schedule)
+        return tuple(
+            self.layers[int(np.argmax(row))] if row.any() else "original" for row in schedule
+        )
 
 
-def randomization_schedule(num_layers: int, kind: str = "cascading") -> np.ndarray:
-    """[num_layers + 1, num_layers] bool: which layers are re-initialised at each stage.
+def randomization_schedule(
+    num_layers: int, kind: str = "cascading", stages: int | None = None
+) -> np.ndarray:
+    """[stages + 1, num_layers] bool: which layers are re-initialised at each stage.
 
     Layers are indexed input to head. Cascading stage ``s`` re-initialises the top ``s``
     layers; independent stage ``s`` only layer ``num_layers - s``. Stage 0 changes nothing.
+    ``stages`` (None = ``num_layers``, one per layer) keeps that many of these stages, evenly
+    spread over depth and always the last (cascading: the whole network re-initialised), so
+    that a deep network (DenseNet-121: 64 layers) costs ``stages`` maps, not one per layer.
     """
     if kind not in RANDOMIZATION_KINDS:
         raise ValueError(f"Unknown randomization {kind!r}; expected one of {RANDOMIZATION_KINDS}.")
+    if stages is not None and stages < 1:
+        raise ValueError(f"stages={stages}: expected at least 1 (or None: one per layer).")
     stage = np.arange(num_layers + 1)[:, None]
     layer = np.arange(num_layers)[None, :]
-    if kind == "cascading":
-        return layer >= num_layers - stage
-    return layer == num_layers - stage
+    full = layer >= num_layers - stage if kind == "cascading" else layer == num_layers - stage
+    if stages is None or stages >= num_layers:
+        return full
+    rows = np.unique(np.round(np.linspace(0, num_layers, stages + 1)).astype(int))
+    return full[rows]
 
 
 def model_randomization(
@@ -115,6 +128,7 @@ def model_randomization(
     *,
     kind: str = "cascading",
     layers: Sequence[str] | None = None,
+    stages: int | None = None,
     apply_kwargs: Mapping[str, Any] | None = None,
 ) -> Randomization:
     """The re-initialisation stages of ``model`` with trained ``variables``.
@@ -126,6 +140,8 @@ def model_randomization(
       sample_input: an input batch (e.g. ``[1, H, W, 3]``) to trace and initialise with.
       kind: ``cascading`` (head down, cumulative) or ``independent`` (one layer at a time).
       layers: layer names input to head; None = ``layer_order(model, ...)``.
+      stages: how many re-initialised stages (``randomization_schedule``); None = one per
+        layer.
       apply_kwargs: keyword arguments of ``model.init``/``model.apply`` (e.g. ``{'train':
         False}`` for the models of ``cervix_jax.models``).
     """
@@ -137,7 +153,7 @@ def model_randomization(
         raise ValueError("the model has no top-level layers with variables to randomize.")
     fresh = jax.jit(lambda k, x: model.init(k, x, **kwargs))(key, sample_input)
     fresh = {c: fresh[c] for c in variables if c in fresh}
-    schedule = jnp.asarray(randomization_schedule(len(layers), kind))
+    schedule = jnp.asarray(randomization_schedule(len(layers), kind, stages))
     return Randomization(layers=layers, fresh=fresh, schedule=schedule, kind=kind)
 
 
@@ -163,11 +179,15 @@ def stage_variables(
 
 
 @functools.partial(jax.jit, static_argnames=("explain_fn", "measures", "stage_loop"))
-def _curve(explain_fn, variables, randomization, images, targets, *, measures, stage_loop):
-    reference = explain_fn(images, targets, variables)
+def _curve(
+    explain_fn, variables, randomization, images, targets, args, reference, *, measures, stage_loop
+):
+    if reference is None:
+        reference = explain_fn(images, targets, variables, *args)
 
     def at_stage(stage):
-        maps = explain_fn(images, targets, stage_variables(variables, randomization, stage))
+        stage_vars = stage_variables(variables, randomization, stage)
+        maps = explain_fn(images, targets, stage_vars, *args)
         sims = similarity.map_similarities(reference, maps, measures)
         return jnp.stack([sims[m] for m in measures])
 
@@ -192,18 +212,24 @@ def randomization_curve(
     *,
     measures: Sequence[str] = similarity.SIMILARITY_MEASURES,
     stage_loop: str = "auto",
+    args: Sequence[Any] = (),
+    reference_maps: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Similarity of each stage's maps to the trained model's maps (Adebayo et al. 2018).
 
     Args:
-      explain_fn: ``explain_fn(images [B, H, W, C], targets [B], variables) -> maps [B, ...]``,
-        pure and jittable; a static argument (create it once).
+      explain_fn: ``explain_fn(images [B, H, W, C], targets [B], variables, *args) -> maps
+        [B, ...]``, pure and jittable; a static argument (create it once).
       variables: trained variables; randomization: from ``model_randomization``.
       images: [B, H, W, C]; targets: [B] int, kept fixed over the stages (Quantus' ``y``).
       measures: names from ``similarity.SIMILARITY_MEASURES``.
       stage_loop: ``'unrolled'`` (stages one after another in one program), ``'scan'``
         (``lax.map`` over stages) or ``'auto'``: unrolled on CPU, where backward passes inside
         XLA loops take a slow path (docs/design.md), scan elsewhere.
+      args: further arguments of ``explain_fn`` (e.g. the PRNG key of its baselines, the
+        same at every stage).
+      reference_maps: the trained model's maps when the caller has them already (saves one
+        ``explain_fn`` call); None = computed here.
 
     Returns:
       ``{measure: [stages, B]}``; row 0 compares the trained maps with themselves (1 unless a
@@ -221,6 +247,8 @@ def randomization_curve(
         randomization,
         jnp.asarray(images, jnp.float32),
         jnp.asarray(targets, jnp.int32),
+        tuple(args),
+        reference_maps,
         measures=tuple(measures),
         stage_loop=stage_loop,
     )
@@ -236,9 +264,10 @@ def random_other_class(key: jax.Array, targets: jax.Array, num_classes: int) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("explain_fn", "num_classes", "measures"))
-def _random_logit(explain_fn, images, targets, key, args, *, num_classes, measures):
+def _random_logit(explain_fn, images, targets, key, args, maps, *, num_classes, measures):
     others = random_other_class(key, targets, num_classes)
-    maps = explain_fn(images, targets, *args)
+    if maps is None:
+        maps = explain_fn(images, targets, *args)
     other_maps = explain_fn(images, others, *args)
     return {**similarity.map_similarities(maps, other_maps, measures), "other_class": others}
 
@@ -252,6 +281,7 @@ def random_logit(
     *,
     measures: Sequence[str] = ("ssim",),
     args: Sequence[Any] = (),
+    maps: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Random-logit test (Sixt et al. 2020; Quantus ``RandomLogit``, default SSIM).
 
@@ -260,6 +290,7 @@ def random_logit(
       images: [B, H, W, C]; targets: [B] int (e.g. the predicted classes).
       key: PRNG key of the other classes; num_classes: number of classes.
       measures: names from ``similarity.SIMILARITY_MEASURES``.
+      maps: the maps of ``targets`` when the caller has them already; None = computed here.
 
     Returns:
       ``{measure: [B]}`` and ``other_class`` [B], the class each map was compared with.
@@ -275,6 +306,7 @@ def random_logit(
         jnp.asarray(targets, jnp.int32),
         key,
         tuple(args),
+        maps,
         num_classes=int(num_classes),
         measures=tuple(measures),
     )

@@ -4,7 +4,9 @@ Max-sensitivity (Yeh et al. 2019, "On the (in)fidelity and sensitivity of explan
 captum's ``captum.metrics.sensitivity_max``, Quantus ``MaxSensitivity``): the largest relative
 change of the map over ``num_samples`` perturbations drawn uniformly from the L-infinity ball
 of radius ``radius``, ``max_s ||attr(x + d_s) - attr(x)|| / ||attr(x)||`` (the denominator is
-1 for an all-zero map, as in captum).
+1 for an all-zero map, as in captum). ``max_sensitivity`` takes a per-image method,
+``batched_max_sensitivity`` a method of a whole batch (its perturbed copies become rows of the
+batch, ``loops.over_copies``); the first runs through the second.
 """
 
 from __future__ import annotations
@@ -23,28 +25,6 @@ def _norm(x: jax.Array, ord: str | float) -> jax.Array:
     return jnp.linalg.norm(jnp.ravel(x), ord=2 if ord == "fro" else ord)
 
 
-def _sensitivity_one(attr_fn, image, target, key, args, options):
-    num_samples, radius, ord, batch_size = options
-    explain = (
-        (lambda z: attr_fn(z, *args)) if target is None else (lambda z: attr_fn(z, target, *args))
-    )
-    reference = explain(image)
-    size = _norm(reference, ord)
-    size = jnp.where(size == 0, 1.0, size)
-
-    def change(k):
-        d = jax.random.uniform(k, image.shape, image.dtype, -radius, radius)
-        return _norm(explain(image + d) - reference, ord) / size
-
-    return loops.over_samples(change, jax.random.split(key, num_samples), batch_size).max()
-
-
-@functools.partial(jax.jit, static_argnames=("attr_fn", "options"))
-def _max_sensitivity(attr_fn, images, targets, keys, args, *, options):
-    one = lambda im, t, k: _sensitivity_one(attr_fn, im, t, k, args, options)
-    return jax.vmap(one)(images, targets, keys)
-
-
 def max_sensitivity(
     attr_fn: Callable[..., jax.Array],
     images: jax.Array,
@@ -56,6 +36,7 @@ def max_sensitivity(
     ord: str | float = "fro",
     batch_size: int | None = None,
     args: Sequence[Any] = (),
+    reference: jax.Array | None = None,
 ) -> jax.Array:
     """Max-sensitivity per image [B] (captum ``sensitivity_max`` with its default perturbation).
 
@@ -67,11 +48,74 @@ def max_sensitivity(
       num_samples: perturbations per image (captum's ``n_perturb_samples``).
       ord: norm of the flattened map difference: ``'fro'`` (L2, captum's default) or a number
         / ``inf`` for ``jnp.linalg.norm``.
-      batch_size: perturbed maps computed together; None = all in one ``vmap``.
+      batch_size: perturbed maps of every image computed together; None = all at once.
+      reference: the maps of the unperturbed images [B, ...] when the caller has them
+        already; None = computed here.
+    """
+    keys = jax.random.split(key, jnp.shape(images)[0])
+    return batched_max_sensitivity(
+        loops.EachImage(attr_fn),
+        images,
+        keys,
+        targets,
+        radius=radius,
+        num_samples=num_samples,
+        ord=ord,
+        together=batch_size,
+        args=args,
+        reference=reference,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("explain_fn", "options"))
+def _batched(explain_fn, images, keys, targets, args, row_args, reference, *, options):
+    num_samples, radius, ord, together = options
+    fn = lambda rows, t, *rest: explain_fn(rows, t, *args, *rest)
+    if reference is None:
+        reference = fn(images, targets, *row_args)
+    draw = lambda k, x: jax.random.uniform(k, x.shape, x.dtype, -radius, radius)
+    deltas = jax.vmap(lambda k, x: jax.vmap(lambda s: draw(s, x))(jax.random.split(k, num_samples)))
+    copies = images[:, None] + deltas(keys, images)  # [B, N, ...]
+    maps = loops.over_copies(fn, copies, (targets, *row_args), together)
+    norm = jax.vmap(jax.vmap(lambda m: _norm(m, ord)))
+    size = jax.vmap(lambda m: _norm(m, ord))(reference)
+    size = jnp.where(size == 0, 1.0, size)
+    return (norm(maps - reference[:, None]) / size[:, None]).max(axis=1)
+
+
+def batched_max_sensitivity(
+    explain_fn: Callable[..., jax.Array],
+    images: jax.Array,
+    keys: jax.Array,
+    targets: jax.Array | None = None,
+    *,
+    radius: float = 5.1,
+    num_samples: int = 10,
+    ord: str | float = "fro",
+    together: int | None = None,
+    args: Sequence[Any] = (),
+    row_args: Sequence[jax.Array] = (),
+    reference: jax.Array | None = None,
+) -> jax.Array:
+    """`max_sensitivity` of a batched method, per image [B].
+
+    ``explain_fn(images [M, ...], targets [M] | None, *args, *row_args [M, ...]) -> maps
+    [M, ...]`` (static) explains a batch at once; the perturbed copies go through it as rows
+    of its batch, ``together`` copies of every image at a time (``loops.over_copies``), each
+    with its image's target and ``row_args`` (e.g. the PRNG key of its baselines, so that
+    only the perturbation changes the map). Image ``i``'s perturbations come from
+    ``keys[i]`` split ``num_samples`` times.
     """
     if targets is not None:
         targets = jnp.asarray(targets, jnp.int32)
-    images = jnp.asarray(images, jnp.float32)
-    keys = jax.random.split(key, images.shape[0])
-    options = (int(num_samples), float(radius), ord, batch_size)
-    return _max_sensitivity(attr_fn, images, targets, keys, tuple(args), options=options)
+    options = (int(num_samples), float(radius), ord, together)
+    return _batched(
+        explain_fn,
+        jnp.asarray(images, jnp.float32),
+        keys,
+        targets,
+        tuple(args),
+        tuple(row_args),
+        reference,
+        options=options,
+    )

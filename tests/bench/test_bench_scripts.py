@@ -97,3 +97,21 @@ def test_input_pipeline_bench_times_the_training_iterator():
     assert (r["image_size"], r["batch_size"], r["repeats"], r["dtype"]) == (32, 4, 2, "uint8")
     assert r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
     assert r["device_augment_ms_per_batch"] > 0 and r["xla_flags"] == YNN_FLAG
+
+
+def test_evaluation_bench_prints_one_record_per_configuration():
+    """One cheap configuration (a compile of the whole suite takes a minute on 2 cores; the
+    suite itself runs in tests/explain/test_batch.py)."""
+    (record,) = _run(
+        "evaluation.py",
+        "--model=resnet50_tiny",
+        "--image_size=32",
+        "--steps=2",
+        "--evaluations=complexity",
+        "--deletion_steps=2",
+    )
+    assert COMMON_FIELDS <= set(record)
+    assert (record["evaluate"], record["method"], record["steps"]) == ("complexity", "ig", 2)
+    assert record["randomization_stages"] is None  # not evaluated
+    assert record["s_per_image"] > 0 and record["over_base_s_per_image"] is None  # no base run
+    assert record["first_call_s"] >= record["compile_s"] > 0

@@ -66,3 +66,32 @@ def test_attention_on_a_network_without_attention_is_one_clear_line(tmp_path, ti
     assert done.returncode == 1
     assert "error: method='attention' needs a network with attention, but ResNet" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+@pytest.mark.slow
+def test_methods_compared_with_a_noise_tunnel_and_evaluations(tmp_path, tiny_trained_workdir):
+    """--method with a comma list: each method (here in a VarGrad tunnel) into its folder,
+    with the evaluations asked for, and the methods table at OUT."""
+    out = tmp_path / "compare"
+    done = _attribute(
+        tiny_trained_workdir,
+        out,
+        "--method=gradient,gradcam",
+        "--noise_tunnel=vargrad",
+        "--noise_samples=2",
+        "--evaluate=complexity",
+        "--num_images=2",
+        "--deletion_steps=2",
+        "--max_cells=16",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"2 methods -> {out}/methods_table.md" in done.stdout
+    table = json.loads((out / "methods_table.json").read_text())
+    assert table["methods"] == ["gradient + vargrad", "gradcam + vargrad"]
+    assert table["num_images"] == {"gradient + vargrad": 2, "gradcam + vargrad": 2}
+    for label, folder in table["folders"].items():
+        metrics = json.loads((out / folder / "attribution_metrics.json").read_text())
+        assert metrics["noise_tunnel"] == "vargrad" and metrics["noise_samples"] == 2
+        assert metrics["evaluation"]["evaluate"] == ["complexity"]
+        assert table["cells"][label]["sparseness"]["n"] == 2
+    assert "## Robustness and complexity" in (out / "methods_table.md").read_text()

@@ -188,7 +188,7 @@ def _check_run_outputs(out, metrics, module, ids):
 @pytest.mark.parametrize("method", ["gradient", "gradcam", "smoothgrad"])
 def test_other_methods_write_maps(monkeypatch, trained, tmp_path, method):
     _, _, variables, _, _ = trained
-    settings = batch.Settings(method=method, smoothgrad_samples=4, deletion_steps=4)
+    settings = batch.Settings(method=method, noise_samples=4, deletion_steps=4)
     metrics = _run(
         monkeypatch, trained, variables, tmp_path, settings, num_images=5, per_device_batch=1
     )
@@ -268,7 +268,7 @@ def test_refusals_come_before_any_work(monkeypatch, trained, tmp_path):
 
 
 def test_settings_are_checked():
-    with pytest.raises(ValueError, match="Unknown method"):
+    with pytest.raises(ValueError, match="method='lime': expected one of ig, blur_ig"):
         batch.Settings(method="lime")
     with pytest.raises(ValueError, match="target"):
         batch.Settings(target="most_likely")
@@ -297,3 +297,166 @@ def test_automatic_chunk_size_shares_the_passes_per_device():
     ]
     few_cells = batch.Settings(method="gradient", max_cells=5)
     assert batch.resolve_chunk_size(few_cells, 1).occlusion_chunk == 5
+
+
+def _sobel_maps(images, targets, variables):
+    """A map that ignores the weights: the gradient magnitude of the image (Sobel)."""
+    del targets, variables
+    grey = images.mean(axis=-1)
+    padded = jnp.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    dx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
+    dy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    return jnp.sqrt(dx**2 + dy**2)
+
+
+def test_cascading_randomization_moves_ig_but_not_an_edge_filter(monkeypatch, trained, tmp_path):
+    """Adebayo et al.'s acceptance on the trained tiny CNN, through the batch path: IG's maps
+    lose their similarity to the trained model's as the layers are re-initialised from the
+    head down (reported per image, summarised per stage, plotted), while an edge filter of the
+    image, run over the same stages, keeps it."""
+    _, model, variables, _, module = trained
+    settings = batch.Settings(
+        method="ig", steps=8, num_baselines=2, deletion_steps=4, evaluate="randomization"
+    )
+    metrics = _run(monkeypatch, trained, variables, tmp_path, settings, num_images=4)
+    summary = metrics["randomization"]
+    assert summary["stages"] == ["original", "Dense_0", "_Head_0", "Conv_0"]
+    assert metrics["evaluation"]["randomization"]["kind"] == "cascading"
+    print({m: np.round(summary[m]["mean"], 3).tolist() for m in batch.RANDOMIZATION_MEASURES})
+    # Measured: spearman 1, 0.27, -0.28, -0.11; spearman_abs 1, 0.80, 0.51, 0.38;
+    # pearson_abs 1, 0.92, 0.41, 0.23; ssim 1, 0.85, 0.22, 0.18.
+    for measure in batch.RANDOMIZATION_MEASURES:
+        curve = summary[measure]["mean"]
+        assert curve[0] == pytest.approx(1.0, abs=1e-5), measure
+        assert max(curve[1:]) < 0.95 and curve[-1] < 0.5, (measure, curve)
+        if measure != "spearman":  # the maps' magnitudes fall stage after stage
+            assert np.all(np.diff(curve) < 0), (measure, curve)
+        per_image = metrics[f"randomization_{measure}"]["per_image"]
+        assert len(per_image) == 4
+        assert metrics[f"randomization_{measure}"]["mean"] == pytest.approx(np.mean(curve[1:]))
+    saved = np.load(tmp_path / "randomization.npz")
+    assert saved["curves"].shape == (4, 4, len(batch.RANDOMIZATION_MEASURES))
+    assert list(saved["stages"]) == summary["stages"]
+    with Image.open(tmp_path / "randomization.png") as figure:
+        assert figure.size[0] > 800
+    # The same stages (make_explainer's) around a map that ignores the weights.
+    explainer = batch.make_explainer(model, variables, settings, image_size=SIZE)
+    images = next(
+        data.eval_iterator(
+            module.source, module.splits["test"][:4], image_size=SIZE, global_batch_size=4
+        )
+    )["image"]
+    edges = explain.randomization_curve(
+        _sobel_maps,
+        variables,
+        explainer.randomization,
+        jnp.asarray(images, jnp.float32),
+        jnp.zeros(4, jnp.int32),
+    )
+    for measure, curve in edges.items():
+        np.testing.assert_allclose(curve, 1.0, atol=1e-5, err_msg=measure)
+
+
+def test_blur_and_guided_ig_side_by_side_with_the_evaluations(monkeypatch, trained, tmp_path):
+    """compare_methods: Blur IG with every evaluation but the randomization, and Guided IG
+    in a VarGrad tunnel with the complexity only, over the same 4 images, into sub-folders,
+    and the methods table. Blur IG's maps sum to f(x) - f(blurred x) (completeness, 24
+    Gauss-Legendre points)."""
+    config, model, variables, _, module = trained
+    monkeypatch.setattr(
+        cervix_jax.train, "restore_inference_variables", lambda *a, **k: (config, model, variables)
+    )
+    monkeypatch.setattr(data, "build_data_module", lambda *a, **k: module)
+    evaluate = "random_logit,faithfulness,infidelity,max_sensitivity,complexity"
+    options = dict(deletion_steps=4, perturbation_samples=3, noise_samples=3, baseline="black")
+    settings = [
+        batch.Settings(
+            method="blur_ig", steps=24, blur_max_sigma=6.0, evaluate=evaluate, **options
+        ),
+        batch.Settings(
+            method="guided_ig", steps=4, noise_tunnel="vargrad", evaluate="complexity", **options
+        ),
+    ]
+    table = batch.compare_methods(
+        "unused", tmp_path, settings, num_images=4, write_images=False, progress=False
+    )
+    assert table["methods"] == ["blur_ig", "guided_ig + vargrad"]
+    assert table["folders"] == {"blur_ig": "blur_ig", "guided_ig + vargrad": "guided_ig_vargrad"}
+    runs = {
+        label: json.loads((tmp_path / folder / "attribution_metrics.json").read_text())
+        for label, folder in table["folders"].items()
+    }
+    blur = runs["blur_ig"]
+    print("blur_ig completeness", blur["completeness_error"]["per_image"])
+    assert max(blur["completeness_error"]["per_image"].values()) < 0.02
+    assert runs["guided_ig + vargrad"]["completeness_error"]["mean"] is None  # tunnelled
+    assert blur["blur_max_sigma"] == 6.0 and blur["baseline"] is None
+    assert blur["evaluation"]["fill"] == {"kind": "linear", "noise_std": 2.55, "iterations": 200}
+    for key in ("infidelity", "max_sensitivity", "sparseness", "imputed_deletion_auc"):
+        values = np.asarray(list(blur[key]["per_image"].values()), np.float64)
+        assert len(values) == 4 and np.all(values >= 0), key  # null (None) fails here
+        cell = table["cells"]["blur_ig"][key]
+        assert cell["mean"] == pytest.approx(values.mean()) and cell["n"] == 4
+        assert cell["std"] == pytest.approx(values.std())
+    assert table["cells"]["guided_ig + vargrad"]["infidelity"] is None  # not evaluated
+    for label, metrics in runs.items():
+        assert metrics["num_images"] == 4
+        assert all(0 <= v <= 1 for v in metrics["sparseness"]["per_image"].values())
+        for name in metrics["figures"].values():
+            assert (tmp_path / table["folders"][label] / name).exists(), name
+    curves = np.load(tmp_path / "blur_ig" / "curves.npz")
+    np.testing.assert_allclose(
+        list(blur["imputed_insertion_auc"]["per_image"].values()),
+        np.trapezoid(curves["imputed_insertion_curve"], curves["fraction"], axis=-1),
+        rtol=1e-4,
+    )
+    markdown = (tmp_path / "methods_table.md").read_text()
+    assert "| guided_ig + vargrad |" in markdown and "| infidelity ↓ |" in markdown
+
+
+def test_smoothgrad_method_is_the_gradient_in_a_smoothgrad_tunnel(trained):
+    """``method='smoothgrad'`` keeps its numbers: SmoothGrad of the input gradient with image
+    i's noise from the i-th key, as ``explain.smoothgrad`` computes it."""
+    _, model, variables, _, _ = trained
+    images = jax.random.uniform(jax.random.key(0), (2, SIZE, SIZE, 3), jnp.float32, 0, 255)
+    targets = jnp.array([1, 3])
+    keys = jax.random.split(jax.random.key(1), 2)
+    method = batch.AttributionMethod(
+        model, None, batch.Settings(method="smoothgrad", noise_samples=3)
+    )
+    maps = jax.jit(method.__call__)(images, targets, variables, keys)
+    f = method.score_fn
+
+    @jax.jit
+    def expected(image, target, key):
+        grad = lambda z: jax.grad(f)(z, target, variables)
+        return explain.smoothgrad(grad, image, key, num_samples=3)
+
+    for i in range(2):
+        np.testing.assert_allclose(
+            maps[i], expected(images[i], targets[i], keys[i]), rtol=1e-4, atol=1e-9
+        )
+
+
+def test_settings_name_the_field_they_refuse():
+    for bad, message in (
+        (dict(evaluate="all,bogus"), "evaluate='all,bogus': unknown"),
+        (dict(evaluate="randomisation"), "unknown \\['randomisation'\\]"),
+        (dict(noise_tunnel="bogus"), "noise_tunnel='bogus': expected one of none, smoothgrad"),
+        (dict(fill="zeros"), "fill='zeros'"),
+        (dict(method="smoothgrad", noise_tunnel="vargrad"), "use method='gradient'"),
+        (dict(noise_samples=0), "noise_samples=0: expected at least 1"),
+        (dict(randomization_stages=0), "randomization_stages=0"),
+        (dict(guided_fraction=1.5), "guided_fraction=1.5: expected at most 1"),
+        (dict(blur_max_sigma=0.0), "blur_max_sigma=0.0: expected a number above 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            batch.Settings(**bad)
+    assert batch.Settings(evaluate="all").evaluate == batch.EVALUATIONS
+    picked = batch.Settings(evaluate=["complexity", "randomization"]).evaluate
+    assert picked == ("randomization", "complexity")  # in EVALUATIONS' order
+    assert batch.metric_keys(batch.Settings(evaluate="complexity"))[-3:] == (
+        "sparseness",
+        "effective_complexity",
+        "entropy_complexity",
+    )

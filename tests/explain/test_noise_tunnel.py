@@ -82,3 +82,41 @@ def test_batch_matches_per_image_calls():
         np.testing.assert_allclose(batch[i], one, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="Unknown noise tunnel"):
         explain.noise_tunnel_batch(class_gradient, images, key, targets, kind="mean", args=(1.0,))
+
+
+def keyed_map(images, targets, scale, keys):
+    """A batched method whose map is noise from each image's key plus its own gradient."""
+    noise = jax.vmap(lambda k: jax.random.normal(k, images.shape[1:]))(keys)
+    grads = jax.vmap(class_gradient, in_axes=(0, 0, None))(images, targets, scale)
+    return grads + noise
+
+
+def test_batched_tunnel_is_the_per_image_tunnel_with_each_images_key():
+    """Copies go through a batched method as rows of its batch, each with its image's key:
+    the same maps as the per-image tunnel around ``method(image)`` with that key fixed (so
+    the key-dependent part cancels in VarGrad); 2 of the 5 copies per call (a loop over
+    groups, the last one padded) here, all at once in the tests above."""
+    images = jax.random.uniform(jax.random.key(8), (3, 2, 2, 3))
+    targets = jnp.array([1, 0, 2])
+    noise_keys = jax.random.split(jax.random.key(9), 3)
+    method_keys = jax.random.split(jax.random.key(10), 3)
+    options = dict(kind="vargrad", num_samples=5, noise_level=0.1, value_range=1.0)
+    batched = explain.batched_noise_tunnel(
+        keyed_map,
+        images,
+        noise_keys,
+        targets,
+        together=2,
+        args=(0.5,),
+        row_args=(method_keys,),
+        **options,
+    )
+
+    @jax.jit
+    def per_image(image, target, noise_key, method_key):
+        one = lambda z: keyed_map(z[None], target[None], 0.5, method_key[None])[0]
+        return explain.noise_tunnel(one, image, noise_key, **options)
+
+    for i in range(3):
+        expected = per_image(images[i], targets[i], noise_keys[i], method_keys[i])
+        np.testing.assert_allclose(batched[i], expected, rtol=1e-5, atol=1e-7)

@@ -37,6 +37,18 @@ def test_schedules():
     )
     with pytest.raises(ValueError, match="Unknown randomization"):
         explain.randomization_schedule(3, "bottom_up")
+    # Fewer stages: evenly spread over depth, the whole network always the last one.
+    np.testing.assert_array_equal(
+        explain.randomization_schedule(4, "cascading", stages=2),
+        [[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]],
+    )
+    np.testing.assert_array_equal(
+        explain.randomization_schedule(4, "independent", stages=2),
+        [[0, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]],
+    )
+    assert explain.randomization_schedule(3, stages=9).shape == (4, 3)  # one per layer at most
+    with pytest.raises(ValueError, match="stages=0"):
+        explain.randomization_schedule(3, stages=0)
 
 
 def _same(a, b):

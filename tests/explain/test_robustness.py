@@ -68,3 +68,28 @@ def test_one_feature_takes_the_largest_draw():
     )
     np.testing.assert_array_less(values, [2.0 / 4.0 + 1e-6, 2.0 / 8.0 + 1e-6])
     np.testing.assert_array_less([0.9 * 2.0 / 4.0, 0.9 * 2.0 / 8.0], values)
+
+
+def test_batched_method_keeps_each_images_key():
+    """A batched method with per-image randomness (its key as a row argument): the perturbed
+    copies, 2 at a time, carry their image's key, so a map that is that randomness plus the
+    gradient of a linear model does not move at all (with the key drawn afresh it would).
+    `max_sensitivity` runs through the same code (the tests above)."""
+    w = jax.random.normal(jax.random.key(8), SHAPE)
+
+    def method(images, targets, keys):
+        del targets
+        noise = jax.vmap(lambda k: jax.random.normal(k, SHAPE))(keys)
+        return noise + jax.vmap(jax.grad(lambda z: jnp.sum(w * z)))(images)
+
+    images = jax.random.uniform(jax.random.key(9), (3, *SHAPE), jnp.float32, 0, 255)
+    keys = jax.random.split(jax.random.key(10), 3)
+    values = explain.batched_max_sensitivity(
+        method,
+        images,
+        keys,
+        num_samples=5,
+        together=2,
+        row_args=(jax.random.split(jax.random.key(11), 3),),
+    )
+    np.testing.assert_allclose(values, np.zeros(3), atol=1e-6)
