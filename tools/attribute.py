@@ -52,13 +52,13 @@ try:  # a Python without the project's packages says what to do instead of a tra
     from cervix_jax.explain import (
         BASELINE_KINDS,
         FILL_KINDS,
+        PANEL_STYLES,
         PAPER_PRESET,
         QUADRATURE_RULES,
         RANDOMIZATION_KINDS,
         SCORE_KINDS,
         ExplainError,
         batch,
-        render,
     )
     from cervix_jax.train import distributed
 except ModuleNotFoundError as e:
@@ -171,7 +171,7 @@ _SENSITIVITY_RADIUS = flags.DEFINE_float(
 _PANEL_STYLE = flags.DEFINE_enum(
     "panel_style",
     "signed",
-    render.PANEL_STYLES,
+    PANEL_STYLES,
     "Panels: signed (red for / blue against the target) or positive (the paper's green).",
 )
 distributed.define_flags()

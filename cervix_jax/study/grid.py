@@ -25,8 +25,7 @@ import ml_collections
 
 from cervix_jax import files, models
 from cervix_jax.data import VARIANTS
-from cervix_jax.explain import PAPER_PRESET
-from cervix_jax.explain.batch import Settings
+from cervix_jax.explain import PAPER_PRESET, batch
 from cervix_jax.study.crossval import fold_config
 from cervix_jax.study.errors import StudyError
 
@@ -69,8 +68,8 @@ class ExplainSpec:
     num_images: int = 0
     per_device_batch: int = 1
 
-    def settings(self) -> Settings:
-        return Settings(
+    def settings(self) -> batch.Settings:
+        return batch.Settings(
             method="ig",
             steps=self.steps,
             ig_method=PAPER_PRESET["method"],
