@@ -33,6 +33,26 @@ def uniform(
     return jax.random.uniform(key, (num, *image.shape), jnp.float32, low, high)
 
 
+def separable_filter(image: jax.Array, kernel: jax.Array) -> jax.Array:
+    """[H, W, C] filtered by the odd-length 1-D ``kernel`` along columns, then rows, channel by
+    channel, borders edge-replicated (the Gaussian blurs of the blurred baseline and Blur IG)."""
+    size = kernel.shape[0]
+    radius = (size - 1) // 2
+    channels = image.shape[-1]
+    out = jnp.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="edge")[None]
+    for shape in ((size, 1, 1, channels), (1, size, 1, channels)):
+        weights = jnp.broadcast_to(jnp.reshape(kernel, shape[:2] + (1, 1)), shape)
+        out = jax.lax.conv_general_dilated(
+            out,
+            weights,
+            (1, 1),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=channels,
+        )
+    return out[0]
+
+
 def _gaussian_kernel(sigma: float) -> np.ndarray:
     radius = max(1, int(round(3.0 * sigma)))
     t = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -44,24 +64,8 @@ def blurred(image: jax.Array, sigma: float = 5.0) -> jax.Array:
     """Gaussian-blurred image [1, H, W, C] (separable, edge-replicated borders)."""
     if sigma <= 0:
         raise ValueError(f"blur sigma must be > 0, got {sigma}.")
-    kernel = _gaussian_kernel(sigma)
-    radius = (kernel.shape[0] - 1) // 2
-    x = jnp.asarray(image, jnp.float32)
-    channels = x.shape[-1]
-    padded = jnp.pad(x, ((radius, radius), (radius, radius), (0, 0)), mode="edge")[None]
-    # Separable depthwise convolution: one [k, 1] then one [1, k] pass per channel.
-    out = padded
-    for shape in ((kernel.size, 1, 1, channels), (1, kernel.size, 1, channels)):
-        weights = jnp.asarray(np.broadcast_to(kernel.reshape(shape[:2] + (1, 1)), shape))
-        out = jax.lax.conv_general_dilated(
-            out,
-            weights,
-            (1, 1),
-            "VALID",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=channels,
-        )
-    return out
+    kernel = jnp.asarray(_gaussian_kernel(sigma))
+    return separable_filter(jnp.asarray(image, jnp.float32), kernel)[None]
 
 
 def make_baselines(

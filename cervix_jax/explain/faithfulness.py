@@ -34,10 +34,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from cervix_jax.explain import baselines as baselines_lib
-from cervix_jax.explain import loops
+from cervix_jax.explain import loops, scores
 
 FILL_KINDS: tuple[str, ...] = ("constant", "blur", "linear")
 
@@ -154,12 +153,7 @@ def impute(
 
 
 def _curves_one(f, fills, steps, batch_size, image, heatmap, target, key, f_args):
-    h, w = heatmap.shape
-    num_pixels = h * w
-    order = jnp.argsort(-heatmap.ravel(), stable=True)
-    rank = jnp.zeros(num_pixels, jnp.int32).at[order].set(jnp.arange(num_pixels, dtype=jnp.int32))
-    rank = rank.reshape(h, w)
-    counts = jnp.asarray(np.round(np.linspace(0, num_pixels, steps + 1)).astype(np.int32))
+    rank, counts = scores.removal_order(heatmap, steps)
     score = (lambda z: f(z, *f_args)) if target is None else (lambda z: f(z, target, *f_args))
     deletion_fill, insertion_fill = fills
 

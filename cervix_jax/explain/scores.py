@@ -93,13 +93,23 @@ def _trapezoid_auc(curve: jax.Array) -> jax.Array:
     return (curve[..., 1:] + curve[..., :-1]).sum(axis=-1) / (2.0 * n)
 
 
-def _curves_one(f, steps, batch_size, image, heatmap, deleted, start, target, f_args):
+def removal_order(heatmap: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
+    """The order in which deletion and insertion take pixels away (or give them back).
+
+    Returns each pixel's rank by decreasing attribution, [H, W] int32 (ties in raster order),
+    and the number of pixels removed at each of the ``steps + 1`` curve points, [steps + 1]
+    int32 from 0 to H * W: pixel p is removed at point i when ``rank[p] < counts[i]``.
+    """
     h, w = heatmap.shape
     num_pixels = h * w
     order = jnp.argsort(-heatmap.ravel(), stable=True)
     rank = jnp.zeros(num_pixels, jnp.int32).at[order].set(jnp.arange(num_pixels, dtype=jnp.int32))
-    rank = rank.reshape(h, w)
     counts = jnp.asarray(np.round(np.linspace(0, num_pixels, steps + 1)).astype(np.int32))
+    return rank.reshape(h, w), counts
+
+
+def _curves_one(f, steps, batch_size, image, heatmap, deleted, start, target, f_args):
+    rank, counts = removal_order(heatmap, steps)
     score = (lambda z: f(z, *f_args)) if target is None else (lambda z: f(z, target, *f_args))
 
     def both(count):
