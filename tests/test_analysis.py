@@ -144,7 +144,7 @@ def test_bad_inputs_are_named(model, tmp_path):
         (lambda: model.predict([good] * 5 + [good[:4]]), data.ImageError, r"images\[5\]: 32x4"),
         (lambda: model.predict([good / 255.0]), data.ImageError, r"images\[0\]: dtype float64"),
         (lambda: model.predict(two, batch_size=0), ValueError, "batch_size=0: expected a positive"),
-        (lambda: model.explain(two, "lime"), ValueError, "Unknown method 'lime'"),
+        (lambda: model.explain(two, "lime"), ValueError, "method='lime': expected one of"),
         (lambda: model.explain(two, stepz=3), ValueError, r"unknown option\(s\) \['stepz'\]"),
         (lambda: model.explain(two, target="label"), ValueError, "target='label' needs labels"),
         (lambda: model.explain(two, target="7"), ValueError, "expected a class index below 5"),
