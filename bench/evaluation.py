@@ -7,16 +7,20 @@ One JSON line per configuration of ``--evaluations``, each one global batch of
 ``--num_images`` random images through ``explain.batch.make_explainer(...).explain_batch``,
 the tool's own step: ``base`` is what every run computes (the method's maps, the input
 gradient, deletion/insertion, the cell occlusion), a name of ``explain.batch.EVALUATIONS``
-is ``base`` plus that evaluation, ``all`` is ``base`` plus every one. Per line, besides the
+is ``base`` plus that evaluation, ``all`` is ``base`` plus every one, and ``parts`` times
+the pieces of ``base`` alone (one line each, ``part``: ``method``, ``input_gradient``,
+``deletion_insertion``), which says where the time of ``base`` goes. Per line, besides the
 fields of ``bench/_common.py`` (``batch_size`` = ``--num_images``): ``evaluate``, ``method``,
-``steps``, ``baseline``, ``randomization_stages`` (the stages run), ``perturbation_samples``,
-``s_per_image`` (median of the timed calls), ``over_base_s_per_image`` (this configuration
-minus ``base`` when ``base`` ran first: the evaluation's own cost), ``first_call_s`` and
-``compile_s`` (tracing, lowering and XLA compilation within the first call, from JAX's
-monitoring events). With ``--repeats=0`` (the default: at 224 px one call of the whole suite
-takes minutes on 2 cores) the one timed run is the first call less its compilation; with
-``--repeats=N`` it is N more calls. Weights are random (the time does not depend on them);
-one device.
+``steps``, ``chunk_size`` (IG points per chunk, resolved), ``baseline``,
+``randomization_stages`` (the stages run), ``perturbation_samples``, ``s_per_image`` (median
+of the timed calls), ``over_base_s_per_image`` (this configuration minus ``base`` when
+``base`` ran first: the evaluation's own cost), ``first_call_s`` and ``compile_s`` (tracing,
+lowering and XLA compilation within the first call, from JAX's monitoring events). With
+``--repeats=0`` (the default: at 224 px one call of the whole suite takes minutes on 2 cores)
+the one timed run is the first call less its compilation, which still holds the first run's
+own costs (ResNet-50 at 224: 17.5 s for ``base`` against 12.0 s in steady state); with
+``--repeats=N`` it is N more calls, the number to report. Weights are random (the time does
+not depend on them); one device.
 """
 
 from __future__ import annotations
@@ -40,15 +44,18 @@ _BASELINE = flags.DEFINE_string("baseline", "black", "IG baseline (black: one pe
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1, "Images per call (one global batch).")
 _EVALUATIONS = flags.DEFINE_list(
     "evaluations",
-    ["base", "randomization", "random_logit", "faithfulness", "infidelity"]
+    ["base", "parts", "randomization", "random_logit", "faithfulness", "infidelity"]
     + ["max_sensitivity", "complexity", "all"],
-    "Configurations to time, in order: base, names of explain.batch.EVALUATIONS, all.",
+    "Configurations to time, in order: base, parts, names of explain.batch.EVALUATIONS, all.",
 )
 _STAGES = flags.DEFINE_integer(
     "randomization_stages", 0, "Randomization stages (0 = one per layer)."
 )
 _PERTURBATIONS = flags.DEFINE_integer("perturbation_samples", 10, "Infidelity/sensitivity.")
 _DELETION_STEPS = flags.DEFINE_integer("deletion_steps", 16, "Deletion/insertion points.")
+_CHUNK = flags.DEFINE_integer(
+    "chunk_size", 0, "IG points per chunk (0: automatic, explain.batch.resolve_chunk_size)."
+)
 _REPEATS = flags.DEFINE_integer(
     "repeats", 0, "Timed calls after the first (0: the first call less its compilation)."
 )
@@ -100,6 +107,7 @@ def measure(model, variables, settings, images, repeats: int) -> dict:
         "evaluate": ",".join(settings.evaluate) or "base",
         "method": settings.method,
         "steps": settings.steps,
+        "chunk_size": explainer.settings.chunk_size,
         "baseline": settings.baseline,
         "randomization_stages": max(0, len(explainer.randomization_stages) - 1) or None,
         "perturbation_samples": settings.perturbation_samples,
@@ -109,6 +117,63 @@ def measure(model, variables, settings, images, repeats: int) -> dict:
         "first_call_s": round(first_call_s, 2),
         "compile_s": round(compile_s, 2),
     }
+
+
+def measure_parts(model, variables, settings, images, repeats: int) -> list[dict]:
+    """Times the pieces of ``base`` one by one, each jitted alone as the step compiles it
+    (the memory-optimised scheduler): the method's maps, the panels' input gradient and the
+    deletion/insertion curves; one record per part, ``part`` naming it."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cervix_jax.explain import batch, loops, methods, saliency, scores, targets
+
+    settings = batch.resolve_chunk_size(settings, len(images))
+    method = methods.AttributionMethod(model, None, settings)
+    pixels = jnp.asarray(images, jnp.float32)
+    classes = jnp.zeros(len(images), jnp.int32)
+    keys = methods.image_keys(jax.random.key(0), len(images))
+    probability = targets.class_score_fn(methods.pixel_logits_fn(model, None), "probability")
+    maps = method(pixels, classes, variables, keys)
+    parts = {
+        "method": lambda v: method(pixels, classes, v, keys),
+        "input_gradient": lambda v: saliency.input_gradients(
+            method.score_fn, pixels, classes, (v,)
+        ),
+        "deletion_insertion": lambda v: scores.deletion_insertion(
+            probability, pixels, maps, classes, steps=settings.deletion_steps, f_args=(v,)
+        ),
+    }
+    records = []
+    for name, part in parts.items():
+        call = jax.jit(part, compiler_options=loops.MEMORY_OPTIMIZED)
+        _compile_seconds[0] = 0.0
+        start = time.perf_counter()
+        jax.block_until_ready(call(variables))
+        first_call_s = time.perf_counter() - start
+        compile_s = _compile_seconds[0]
+        timed = lambda call=call: jax.block_until_ready(call(variables))
+        times = _common.time_repeats(timed, repeats)
+        times = times or [first_call_s - compile_s]
+        records.append(
+            {
+                "bench": "evaluation",
+                "evaluate": "parts",
+                "part": name,
+                "method": settings.method,
+                "steps": settings.steps,
+                "chunk_size": settings.chunk_size,
+                "s_per_image": round(float(np.median(times)) / len(images), 3),
+                **_common.summarize(times, len(images)),
+                "peak_rss_mb": _common.peak_rss_mb(),
+                "first_call_s": round(first_call_s, 2),
+                "compile_s": round(compile_s, 2),
+            }
+        )
+    return records
 
 
 def main(argv: list[str]) -> None:
@@ -124,10 +189,10 @@ def main(argv: list[str]) -> None:
     from cervix_jax.explain import batch
 
     configs = list(_EVALUATIONS.value)
-    unknown = [c for c in configs if c not in ("base", "all", *batch.EVALUATIONS)]
+    unknown = [c for c in configs if c not in ("base", "all", "parts", *batch.EVALUATIONS)]
     if unknown:
         raise app.UsageError(
-            f"--evaluations: unknown {unknown}; use base, all or {batch.EVALUATIONS}."
+            f"--evaluations: unknown {unknown}; use base, all, parts or {batch.EVALUATIONS}."
         )
     size = _IMAGE_SIZE.value
     model = models.create_model(_MODEL.value, _NUM_CLASSES.value)
@@ -140,26 +205,31 @@ def main(argv: list[str]) -> None:
             method=_METHOD.value,
             steps=_STEPS.value,
             baseline=_BASELINE.value,
+            chunk_size=_CHUNK.value or None,
             deletion_steps=_DELETION_STEPS.value,
-            evaluate=() if config == "base" else config,
+            evaluate=() if config in ("base", "parts") else config,
             randomization_stages=_STAGES.value or None,
             perturbation_samples=_PERTURBATIONS.value,
         )
-        record = measure(model, variables, settings, images, _REPEATS.value)
+        if config == "parts":
+            records = measure_parts(model, variables, settings, images, _REPEATS.value)
+        else:
+            records = [measure(model, variables, settings, images, _REPEATS.value)]
         if config == "base":
-            base_s = record["s_per_image"]
-        over = None if base_s is None else round(record["s_per_image"] - base_s, 3)
-        _common.emit(
-            {
-                "model": _MODEL.value,
-                "image_size": size,
-                "batch_size": _NUM_IMAGES.value,
-                "dtype": "float32",
-                **record,
-                "over_base_s_per_image": over,
-                **_common.environment(),
-            }
-        )
+            base_s = records[0]["s_per_image"]
+        for record in records:
+            over = None if base_s is None else round(record["s_per_image"] - base_s, 3)
+            _common.emit(
+                {
+                    "model": _MODEL.value,
+                    "image_size": size,
+                    "batch_size": _NUM_IMAGES.value,
+                    "dtype": "float32",
+                    **record,
+                    "over_base_s_per_image": None if config == "parts" else over,
+                    **_common.environment(),
+                }
+            )
 
 
 if __name__ == "__main__":

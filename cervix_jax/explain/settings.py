@@ -224,11 +224,12 @@ def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
     """``settings`` with automatic chunk sizes made explicit.
 
     About ``PASSES_PER_DEVICE`` gradient passes at once per device: the images of a device and
-    their uniform baselines are vmapped too, so the IG chunk is ``PASSES_PER_DEVICE // (images
-    per device x baselines)`` points, at least 1 and at most ``steps`` (Blur IG: no
-    baselines). The cell occlusion (forward passes only) removes ``PASSES_PER_DEVICE // images
-    per device`` cells of every image at once, at least 1 and at most ``max_cells``. Sizes
-    already given stay.
+    their uniform baselines are vmapped too, so the IG chunk is at most ``PASSES_PER_DEVICE //
+    (images per device x baselines)`` points, at least 1 and at most ``steps`` (Blur IG: no
+    baselines), and as even as that many chunks allow: 50 points under a limit of 32 are 2
+    chunks of 25, not 32 + 18 padded to 64 gradient passes. The cell occlusion (forward
+    passes only) removes ``PASSES_PER_DEVICE // images per device`` cells of every image at
+    once, at least 1 and at most ``max_cells``. Sizes already given stay.
     """
     updates = {}
     if settings.occlusion_chunk is None:
@@ -237,5 +238,16 @@ def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
     if settings.method in ("ig", "blur_ig") and settings.chunk_size is None:
         uniform = settings.method == "ig" and settings.baseline == "uniform"
         passes_per_point = per_device_batch * (settings.num_baselines if uniform else 1)
-        updates["chunk_size"] = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
+        limit = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
+        updates["chunk_size"] = balanced_chunk(settings.steps, limit)
     return dataclasses.replace(settings, **updates) if updates else settings
+
+
+def balanced_chunk(steps: int, limit: int) -> int:
+    """The smallest chunk that covers ``steps`` points in as few chunks as ``limit`` allows.
+
+    The last chunk of ``loops.chunked_schedule`` is padded with zero-weight points that still
+    cost a gradient pass each, so the even split wastes fewest passes (at most one per chunk).
+    """
+    num_chunks = -(-steps // limit)
+    return -(-steps // num_chunks)

@@ -112,6 +112,7 @@ def test_evaluation_bench_prints_one_record_per_configuration():
     )
     assert COMMON_FIELDS <= set(record)
     assert (record["evaluate"], record["method"], record["steps"]) == ("complexity", "ig", 2)
+    assert record["chunk_size"] == 2  # automatic: every point in one chunk
     assert record["randomization_stages"] is None  # not evaluated
     assert record["s_per_image"] > 0 and record["over_base_s_per_image"] is None  # no base run
     assert record["first_call_s"] >= record["compile_s"] > 0

@@ -276,13 +276,28 @@ def test_settings_are_checked():
         batch.Settings(max_cells=0)
 
 
+def test_balanced_chunks_are_as_few_as_the_limit_allows_and_waste_least():
+    from cervix_jax.explain import loops, settings
+
+    for steps in range(1, 80):
+        for limit in range(1, steps + 1):
+            chunk = settings.balanced_chunk(steps, limit)
+            num_chunks = -(-steps // limit)
+            assert chunk <= limit and -(-steps // chunk) == num_chunks, (steps, limit)
+            _, weights = loops.chunked_schedule("riemann_left", steps, chunk)
+            # Padding is below one point per chunk (the plain split pads up to limit - 1).
+            assert weights.shape[0] == num_chunks and weights.size - steps < num_chunks
+
+
 def test_automatic_chunk_size_shares_the_passes_per_device():
     assert batch.PASSES_PER_DEVICE == 32
     uniform = batch.Settings(method="ig", steps=50, baseline="uniform", num_baselines=10)
     # 32 passes // (1 image x 10 baselines) = 3 points; // (2 x 10) = 1; // (4 x 10) -> at least 1
     assert [batch.resolve_chunk_size(uniform, n).chunk_size for n in (1, 2, 4)] == [3, 1, 1]
     black = batch.Settings(method="ig", steps=50, baseline="black")
-    assert batch.resolve_chunk_size(black, 2).chunk_size == 16
+    # 50 points under a limit of 32 (1 image) or 16 (2): 2 x 25 and 4 x 13 (52 passes), not
+    # 2 x 32 and 4 x 16 (64, padded with zero-weight points that cost a pass each).
+    assert [batch.resolve_chunk_size(black, n).chunk_size for n in (1, 2)] == [25, 13]
     few_steps = batch.Settings(method="ig", steps=8, baseline="black")
     assert batch.resolve_chunk_size(few_steps, 1).chunk_size == 8  # at most `steps`
     given = batch.Settings(method="ig", chunk_size=5, occlusion_chunk=3)
