@@ -56,6 +56,7 @@ _DELETION_STEPS = flags.DEFINE_integer("deletion_steps", 16, "Deletion/insertion
 _CHUNK = flags.DEFINE_integer(
     "chunk_size", 0, "IG points per chunk (0: automatic, explain.batch.resolve_chunk_size)."
 )
+flags.register_validator("chunk_size", lambda v: v >= 0, "expected 0 (automatic) or more")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 0, "Timed calls after the first (0: the first call less its compilation)."
 )
@@ -76,11 +77,47 @@ def _on_event(name: str, seconds: float, **_) -> None:
         _compile_seconds[0] += seconds
 
 
-def measure(model, variables, settings, images, repeats: int) -> dict:
-    """Times one configuration: its first call (less its compilation) or ``repeats`` more
-    calls; returns the record."""
+def _timed(call, repeats: int) -> dict:
+    """Times ``call`` (blocking): its first call, the compilation within it, and ``repeats``
+    more calls (none: the first call less its compilation); returns the record's timing fields
+    and the first call's output under ``'output'``."""
     import time
 
+    _compile_seconds[0] = 0.0
+    start = time.perf_counter()
+    output = call()
+    first_call_s = time.perf_counter() - start
+    compile_s = _compile_seconds[0]
+    times = _common.time_repeats(call, repeats) or [first_call_s - compile_s]
+    return {
+        "output": output,
+        "times": times,
+        "first_call_s": round(first_call_s, 2),
+        "compile_s": round(compile_s, 2),
+    }
+
+
+def _record(settings, timing: dict, num_images: int, **fields) -> dict:
+    import numpy as np
+
+    return {
+        "bench": "evaluation",
+        **fields,
+        "method": settings.method,
+        "steps": settings.steps,
+        "chunk_size": settings.chunk_size,
+        "baseline": settings.baseline,
+        "perturbation_samples": settings.perturbation_samples,
+        "s_per_image": round(float(np.median(timing["times"])) / num_images, 3),
+        **_common.summarize(timing["times"], num_images),
+        "peak_rss_mb": _common.peak_rss_mb(),
+        "first_call_s": timing["first_call_s"],
+        "compile_s": timing["compile_s"],
+    }
+
+
+def measure(model, variables, settings, images, repeats: int) -> dict:
+    """Times one configuration of the tool's step; returns the record."""
     import numpy as np
 
     from cervix_jax.explain import batch
@@ -94,40 +131,24 @@ def measure(model, variables, settings, images, repeats: int) -> dict:
         "index": np.arange(len(images)),
         "mask": np.ones(len(images), bool),
     }
-    _compile_seconds[0] = 0.0
-    start = time.perf_counter()
-    explainer.explain_batch(rows, 0)  # to numpy on the host: blocks until done
-    first_call_s = time.perf_counter() - start
-    compile_s = _compile_seconds[0]
-    times = _common.time_repeats(lambda: explainer.explain_batch(rows, 1), repeats)
-    times = times or [first_call_s - compile_s]
-    median = float(np.median(times))
-    return {
-        "bench": "evaluation",
-        "evaluate": ",".join(settings.evaluate) or "base",
-        "method": settings.method,
-        "steps": settings.steps,
-        "chunk_size": explainer.settings.chunk_size,
-        "baseline": settings.baseline,
-        "randomization_stages": max(0, len(explainer.randomization_stages) - 1) or None,
-        "perturbation_samples": settings.perturbation_samples,
-        "s_per_image": round(median / len(images), 3),
-        **_common.summarize(times, len(images)),
-        "peak_rss_mb": _common.peak_rss_mb(),
-        "first_call_s": round(first_call_s, 2),
-        "compile_s": round(compile_s, 2),
-    }
+    # To numpy on the host: each call blocks until done.
+    timing = _timed(lambda: explainer.explain_batch(rows, 0), repeats)
+    stages = max(0, len(explainer.randomization_stages) - 1) or None
+    return _record(
+        explainer.settings,
+        timing,
+        len(images),
+        evaluate=",".join(settings.evaluate) or "base",
+        randomization_stages=stages,
+    )
 
 
 def measure_parts(model, variables, settings, images, repeats: int) -> list[dict]:
     """Times the pieces of ``base`` one by one, each jitted alone as the step compiles it
     (the memory-optimised scheduler): the method's maps, the panels' input gradient and the
-    deletion/insertion curves; one record per part, ``part`` naming it."""
-    import time
-
+    deletion/insertion curves of those maps; one record per part, ``part`` naming it."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from cervix_jax.explain import batch, loops, methods, saliency, scores, targets
 
@@ -137,9 +158,16 @@ def measure_parts(model, variables, settings, images, repeats: int) -> list[dict
     classes = jnp.zeros(len(images), jnp.int32)
     keys = methods.image_keys(jax.random.key(0), len(images))
     probability = targets.class_score_fn(methods.pixel_logits_fn(model, None), "probability")
-    maps = method(pixels, classes, variables, keys)
-    parts = {
-        "method": lambda v: method(pixels, classes, v, keys),
+
+    def jitted(part):
+        call = jax.jit(part, compiler_options=loops.MEMORY_OPTIMIZED)
+        return lambda: jax.block_until_ready(call(variables))
+
+    records = []
+    timing = _timed(jitted(lambda v: method(pixels, classes, v, keys)), repeats)
+    maps = timing["output"]  # the deletion/insertion part ranks the pixels by these
+    records.append(_record(settings, timing, len(images), evaluate="parts", part="method"))
+    others = {
         "input_gradient": lambda v: saliency.input_gradients(
             method.score_fn, pixels, classes, (v,)
         ),
@@ -147,33 +175,24 @@ def measure_parts(model, variables, settings, images, repeats: int) -> list[dict
             probability, pixels, maps, classes, steps=settings.deletion_steps, f_args=(v,)
         ),
     }
-    records = []
-    for name, part in parts.items():
-        call = jax.jit(part, compiler_options=loops.MEMORY_OPTIMIZED)
-        _compile_seconds[0] = 0.0
-        start = time.perf_counter()
-        jax.block_until_ready(call(variables))
-        first_call_s = time.perf_counter() - start
-        compile_s = _compile_seconds[0]
-        timed = lambda call=call: jax.block_until_ready(call(variables))
-        times = _common.time_repeats(timed, repeats)
-        times = times or [first_call_s - compile_s]
-        records.append(
-            {
-                "bench": "evaluation",
-                "evaluate": "parts",
-                "part": name,
-                "method": settings.method,
-                "steps": settings.steps,
-                "chunk_size": settings.chunk_size,
-                "s_per_image": round(float(np.median(times)) / len(images), 3),
-                **_common.summarize(times, len(images)),
-                "peak_rss_mb": _common.peak_rss_mb(),
-                "first_call_s": round(first_call_s, 2),
-                "compile_s": round(compile_s, 2),
-            }
-        )
+    for name, part in others.items():
+        timing = _timed(jitted(part), repeats)
+        records.append(_record(settings, timing, len(images), evaluate="parts", part=name))
     return records
+
+
+def _settings(batch, config: str):
+    """The ``explain.batch.Settings`` of one configuration (a ValueError names a bad flag)."""
+    return batch.Settings(
+        method=_METHOD.value,
+        steps=_STEPS.value,
+        baseline=_BASELINE.value,
+        chunk_size=_CHUNK.value or None,
+        deletion_steps=_DELETION_STEPS.value,
+        evaluate=() if config in ("base", "parts") else config,
+        randomization_stages=_STAGES.value or None,
+        perturbation_samples=_PERTURBATIONS.value,
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -190,27 +209,21 @@ def main(argv: list[str]) -> None:
 
     configs = list(_EVALUATIONS.value)
     unknown = [c for c in configs if c not in ("base", "all", "parts", *batch.EVALUATIONS)]
+    # One line each, before any work (app.UsageError would print the whole help first).
     if unknown:
-        raise app.UsageError(
-            f"--evaluations: unknown {unknown}; use base, all, parts or {batch.EVALUATIONS}."
-        )
+        names = ", ".join(("base", "all", "parts", *batch.EVALUATIONS))
+        sys.exit(f"--evaluations: unknown {', '.join(unknown)}; use {names}.")
+    try:
+        all_settings = [_settings(batch, config) for config in configs]
+    except ValueError as e:
+        sys.exit(f"bench/evaluation.py: {e}")
     size = _IMAGE_SIZE.value
     model = models.create_model(_MODEL.value, _NUM_CLASSES.value)
     variables = models.init_variables(model, jax.random.key(0), size)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (_NUM_IMAGES.value, size, size, 3), dtype=np.uint8)
     base_s = None
-    for config in configs:
-        settings = batch.Settings(
-            method=_METHOD.value,
-            steps=_STEPS.value,
-            baseline=_BASELINE.value,
-            chunk_size=_CHUNK.value or None,
-            deletion_steps=_DELETION_STEPS.value,
-            evaluate=() if config in ("base", "parts") else config,
-            randomization_stages=_STAGES.value or None,
-            perturbation_samples=_PERTURBATIONS.value,
-        )
+    for config, settings in zip(configs, all_settings, strict=True):
         if config == "parts":
             records = measure_parts(model, variables, settings, images, _REPEATS.value)
         else:

@@ -150,7 +150,8 @@ def integrated_gradients(
       baseline: array broadcastable to ``x`` (same space as ``x``); 0 = black in pixel space.
       steps: number of quadrature points.
       method: a name from ``quadrature.QUADRATURE_RULES``.
-      chunk_size: points per ``vmap`` chunk (None = all at once).
+      chunk_size: at most this many points per ``vmap`` chunk, the chunks split evenly
+        (``loops.even_chunk``; None = all at once).
       chunk_loop: ``'auto'``, ``'scan'`` or ``'unrolled'`` (module docstring, "Chunk loop").
       f_args: extra arguments of ``f`` passed as traced values (e.g. model variables).
 

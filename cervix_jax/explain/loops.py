@@ -37,17 +37,26 @@ def unroll_chunks(chunk_loop: str, name: str = "chunk_loop") -> bool:
     return chunk_loop == "unrolled"
 
 
+def even_chunk(n: int, limit: int) -> int:
+    """The smallest chunk that covers ``n`` items in as few chunks of at most ``limit`` as
+    possible: 50 under 32 is 2 x 25, not 32 + 18 padded to 64. A padded item still costs a
+    pass, so the even split wastes fewest (fewer than one per chunk)."""
+    num_chunks = -(-n // max(1, min(limit, n)))
+    return -(-n // num_chunks)
+
+
 def chunked_schedule(
     method: str, steps: int, chunk_size: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quadrature points and weights reshaped to [num_chunks, chunk]; padding gets weight 0."""
+    """Quadrature points and weights reshaped to [num_chunks, chunk], chunks of at most
+    ``chunk_size`` points split evenly (`even_chunk`); padding gets weight 0."""
     alphas, weights = quadrature.points_and_weights(method, steps)
     if chunk_size is None:
         chunk = steps
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be None or >= 1, got {chunk_size}.")
     else:
-        chunk = min(chunk_size, steps)
+        chunk = even_chunk(steps, chunk_size)
     num_chunks = math.ceil(steps / chunk)
     pad = num_chunks * chunk - steps
     alphas = np.concatenate([alphas, np.zeros(pad)]).reshape(num_chunks, chunk)
@@ -93,10 +102,11 @@ def over_copies(
     image at once (M = B x together; None = all N): the method keeps the batch layout it has
     for the images themselves (no ``vmap`` around it, which XLA CPU's YNN fusion cannot
     always lay out), and each copy gets its image's ``row_args`` (target, PRNG key: the same
-    baselines as the image). The last group is padded with repeats of the first copy and
-    trimmed. Groups run one after another in line on CPU (``group_loop='auto'``, as the chunks
-    of integrated gradients: backward passes inside an XLA loop take XLA CPU's slow path, 6x
-    for ResNet-50 IG maps, docs/performance.md), in a ``lax.map`` elsewhere.
+    baselines as the image). Groups are split evenly (`even_chunk`), the last one padded with
+    repeats of the first copy and trimmed. Groups run one after another in line on CPU
+    (``group_loop='auto'``, as the chunks of integrated gradients: backward passes inside an
+    XLA loop take XLA CPU's slow path, 6x for ResNet-50 IG maps, docs/performance.md), in a
+    ``lax.map`` elsewhere.
 
     Args:
       copies: [B, N, ...]; row_args: per-image arrays [B, ...] (None passes through).
@@ -106,7 +116,7 @@ def over_copies(
       [B, N, ...] the maps of every copy.
     """
     b, n = copies.shape[:2]
-    t = max(1, min(together or n, n))
+    t = even_chunk(n, together or n)
     groups = -(-n // t)
     pad = groups * t - n
     if pad:

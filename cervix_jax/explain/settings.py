@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from cervix_jax.explain import baselines as baselines_lib
-from cervix_jax.explain import cells, faithfulness, randomization, similarity, targets
+from cervix_jax.explain import cells, faithfulness, loops, randomization, similarity, targets
 from cervix_jax.explain.noise_tunnel import NOISE_TUNNEL_KINDS
 from cervix_jax.explain.quadrature import QUADRATURE_RULES
 
@@ -226,8 +226,8 @@ def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
     About ``PASSES_PER_DEVICE`` gradient passes at once per device: the images of a device and
     their uniform baselines are vmapped too, so the IG chunk is at most ``PASSES_PER_DEVICE //
     (images per device x baselines)`` points, at least 1 and at most ``steps`` (Blur IG: no
-    baselines), and as even as that many chunks allow: 50 points under a limit of 32 are 2
-    chunks of 25, not 32 + 18 padded to 64 gradient passes. The cell occlusion (forward
+    baselines), split evenly (`loops.even_chunk`: 50 points under a limit of 32 are 2 chunks
+    of 25, not 32 + 18 padded to 64 gradient passes). The cell occlusion (forward
     passes only) removes ``PASSES_PER_DEVICE // images per device`` cells of every image at
     once, at least 1 and at most ``max_cells``. Sizes already given stay.
     """
@@ -238,16 +238,7 @@ def resolve_chunk_size(settings: Settings, per_device_batch: int) -> Settings:
     if settings.method in ("ig", "blur_ig") and settings.chunk_size is None:
         uniform = settings.method == "ig" and settings.baseline == "uniform"
         passes_per_point = per_device_batch * (settings.num_baselines if uniform else 1)
-        limit = max(1, min(settings.steps, PASSES_PER_DEVICE // passes_per_point))
-        updates["chunk_size"] = balanced_chunk(settings.steps, limit)
+        # The chunk that runs (`loops.chunked_schedule` splits evenly), so records say it.
+        limit = max(1, PASSES_PER_DEVICE // passes_per_point)
+        updates["chunk_size"] = loops.even_chunk(settings.steps, limit)
     return dataclasses.replace(settings, **updates) if updates else settings
-
-
-def balanced_chunk(steps: int, limit: int) -> int:
-    """The smallest chunk that covers ``steps`` points in as few chunks as ``limit`` allows.
-
-    The last chunk of ``loops.chunked_schedule`` is padded with zero-weight points that still
-    cost a gradient pass each, so the even split wastes fewest passes (at most one per chunk).
-    """
-    num_chunks = -(-steps // limit)
-    return -(-steps // num_chunks)

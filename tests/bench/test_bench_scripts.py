@@ -83,6 +83,24 @@ def test_attribution_bench_chunk_loops_agree():
     assert max(errors) - min(errors) <= 1e-4 * max(1.0, max(errors))
 
 
+def test_evaluation_bench_times_the_parts_of_base():
+    records = _run(
+        "evaluation.py",
+        "--model=resnet50_tiny",
+        "--image_size=32",
+        "--steps=5",
+        "--chunk_size=3",
+        "--evaluations=parts",
+        "--deletion_steps=2",
+        "--repeats=1",
+    )
+    assert [r.get("part") for r in records] == ["method", "input_gradient", "deletion_insertion"]
+    for r in records:
+        assert COMMON_FIELDS <= set(r) and r["evaluate"] == "parts" and r["repeats"] == 1
+        assert r["chunk_size"] == 3 and r["over_base_s_per_image"] is None
+        assert r["s_per_image"] > 0 and r["first_call_s"] >= r["compile_s"] > 0
+
+
 def test_input_pipeline_bench_times_the_training_iterator():
     (r,) = _run(
         "input_pipeline.py",

@@ -277,11 +277,11 @@ def test_settings_are_checked():
 
 
 def test_balanced_chunks_are_as_few_as_the_limit_allows_and_waste_least():
-    from cervix_jax.explain import loops, settings
+    from cervix_jax.explain import loops
 
     for steps in range(1, 80):
         for limit in range(1, steps + 1):
-            chunk = settings.balanced_chunk(steps, limit)
+            chunk = loops.even_chunk(steps, limit)
             num_chunks = -(-steps // limit)
             assert chunk <= limit and -(-steps // chunk) == num_chunks, (steps, limit)
             _, weights = loops.chunked_schedule("riemann_left", steps, chunk)
